@@ -1,0 +1,84 @@
+//! The admin listener (SPEC §7): health, readiness, metrics and what policy is in force.
+//! Never served on the public listener, and nothing it answers carries a secret.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::pipeline::State;
+use crate::proxy::{Body, full};
+
+pub async fn serve(state: Arc<State>, listener: TcpListener) {
+    let builder = crate::proxy::listener::http_builder(&state.config.limits);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(answer(&state, &req)) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
+        "/metrics" => {
+            let mut r = Response::new(full(state.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4".parse().expect("static value"),
+            );
+            r
+        }
+        "/policy" => {
+            let snap = state.policies.current();
+            let p = &snap.policy;
+            let body = serde_json::json!({
+                "generation": snap.generation,
+                "sha256": snap.sha256,
+                "loaded_at": snap.loaded_at,
+                "file": state.policies.file().display().to_string(),
+                "counts": {
+                    "scopes": p.scopes.len(),
+                    "routes": p.routes.len(),
+                    "apps": p.apps.len(),
+                    "api_keys": p.api_keys.len(),
+                    "jwe_keys": p.jwe_keys.len(),
+                },
+                "token_cache_entries": state.token_cache.entry_count(),
+            });
+            let mut r = Response::new(full(body.to_string()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                "application/json".parse().expect("static value"),
+            );
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r
+}

@@ -1,0 +1,350 @@
+//! The static config (SPEC §1.1): read once at start, never reloaded.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::yaml::{self, FileError, FileErrors};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_admin_listen")]
+    admin_listen: String,
+    policy_file: PathBuf,
+    upstreams: BTreeMap<String, String>,
+    #[serde(default)]
+    environments: BTreeMap<String, String>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default = "default_prefix")]
+    identity_header_prefix: String,
+    #[serde(default)]
+    unmatched: Unmatched,
+    #[serde(default = "default_replay_store")]
+    replay_store: String,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    #[serde(with = "yaml::duration")]
+    pub header_read_timeout: Duration,
+    #[serde(with = "yaml::duration")]
+    pub idle_timeout: Duration,
+    #[serde(with = "yaml::duration")]
+    pub upstream_connect_timeout: Duration,
+    #[serde(with = "yaml::duration")]
+    pub upstream_timeout: Duration,
+    #[serde(with = "yaml::duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    #[default]
+    Deny,
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Json,
+            level: "info".into(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:9901".into()
+}
+fn default_prefix() -> String {
+    "x-auth-".into()
+}
+fn default_replay_store() -> String {
+    "memory".into()
+}
+
+/// An upstream base URL, split once so forwarding only concatenates.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    /// `scheme://authority`, e.g. `http://127.0.0.1:3000`.
+    pub origin: String,
+    pub authority: http::uri::Authority,
+    /// Path prefix without a trailing slash ("" for none).
+    pub base_path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayStoreConfig {
+    Memory,
+    Redis(String),
+}
+
+/// The validated config.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub policy_file: PathBuf,
+    /// Index 0 is always `default`.
+    pub upstreams: Vec<Upstream>,
+    /// API-key environment -> index into `upstreams`.
+    pub environments: BTreeMap<String, usize>,
+    pub tls: Option<Tls>,
+    pub limits: Limits,
+    /// Lower-case, e.g. `x-auth-`.
+    pub identity_header_prefix: String,
+    pub unmatched: Unmatched,
+    pub replay_store: ReplayStoreConfig,
+    pub log: LogConfig,
+}
+
+impl Config {
+    pub fn load(file: &Path) -> Result<Config, FileErrors> {
+        let text = yaml::read(file)?;
+        let raw: RawConfig = yaml::parse(file, &text)?;
+        Config::from_raw(file, raw)
+    }
+
+    pub fn upstream_index(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+
+    fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
+        let mut errors = Vec::new();
+        let mut err = |m: String| errors.push(FileError::new(file, 0, m));
+
+        let listen = raw.listen.parse().unwrap_or_else(|_| {
+            err(format!("listen: {:?} is not an address:port", raw.listen));
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        });
+        let admin_listen = raw.admin_listen.parse().unwrap_or_else(|_| {
+            err(format!(
+                "admin_listen: {:?} is not an address:port",
+                raw.admin_listen
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        });
+
+        let mut upstreams = Vec::new();
+        if !raw.upstreams.contains_key("default") {
+            err("upstreams: a `default` upstream is required".into());
+        }
+        let ordered = raw
+            .upstreams
+            .iter()
+            .filter(|(n, _)| n.as_str() == "default")
+            .chain(
+                raw.upstreams
+                    .iter()
+                    .filter(|(n, _)| n.as_str() != "default"),
+            );
+        for (name, url) in ordered {
+            match parse_upstream(name, url) {
+                Ok(u) => upstreams.push(u),
+                Err(m) => err(format!("upstreams.{name}: {m}")),
+            }
+        }
+        let mut environments = BTreeMap::new();
+        for (env, up) in &raw.environments {
+            match upstreams.iter().position(|u| &u.name == up) {
+                Some(i) => {
+                    environments.insert(env.clone(), i);
+                }
+                None => err(format!(
+                    "environments.{env}: upstream {up:?} is not defined"
+                )),
+            }
+        }
+        let replay_store = match raw.replay_store.as_str() {
+            "memory" => ReplayStoreConfig::Memory,
+            s if s.starts_with("redis://") => ReplayStoreConfig::Redis(s.to_string()),
+            s => {
+                err(format!(
+                    "replay_store: {s:?} is neither `memory` nor a redis:// URL"
+                ));
+                ReplayStoreConfig::Memory
+            }
+        };
+        let prefix = raw.identity_header_prefix.to_ascii_lowercase();
+        if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
+            err(format!(
+                "identity_header_prefix: {prefix:?} is not a header-name prefix"
+            ));
+        }
+        if raw.limits.max_header_bytes < 1024 {
+            err("limits.max_header_bytes: must be at least 1024".into());
+        }
+        if !matches!(
+            raw.log.level.as_str(),
+            "trace" | "debug" | "info" | "warn" | "error"
+        ) {
+            err(format!(
+                "log.level: {:?} is not trace|debug|info|warn|error",
+                raw.log.level
+            ));
+        }
+        let tls = raw.tls.map(|t| Tls {
+            cert_file: yaml::resolve(file, &t.cert_file),
+            key_file: yaml::resolve(file, &t.key_file),
+            client_ca_file: t.client_ca_file.map(|p| yaml::resolve(file, &p)),
+        });
+        if !errors.is_empty() {
+            return Err(FileErrors(errors));
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            listen,
+            admin_listen,
+            policy_file: yaml::resolve(file, &raw.policy_file),
+            upstreams,
+            environments,
+            tls,
+            limits: raw.limits,
+            identity_header_prefix: prefix,
+            unmatched: raw.unmatched,
+            replay_store,
+            log: raw.log,
+        })
+    }
+}
+
+fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(s) => {
+            return Err(format!(
+                "scheme {s:?} is not supported (plain http upstreams only)"
+            ));
+        }
+        None => return Err(format!("{url:?} has no scheme")),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?
+        .clone();
+    if uri.query().is_some() {
+        return Err("an upstream URL cannot carry a query string".into());
+    }
+    let base_path = uri.path().trim_end_matches('/').to_string();
+    Ok(Upstream {
+        name: name.to_string(),
+        origin: format!("http://{authority}"),
+        authority,
+        base_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, FileErrors> {
+        let file = Path::new("/etc/scopegate/scopegate.yaml");
+        let raw: RawConfig = yaml::parse(file, text)?;
+        Config::from_raw(file, raw)
+    }
+
+    #[test]
+    fn full_config_parses_with_defaults_filled() {
+        let c = load_str(
+            "listen: 127.0.0.1:8080\npolicy_file: p.yaml\nupstreams:\n  sandbox: http://127.0.0.1:3001\n  default: http://127.0.0.1:3000/base/\nenvironments: { test: sandbox }\nlimits: { upstream_timeout: 250ms }\n",
+        )
+        .unwrap();
+        assert_eq!(c.upstreams[0].name, "default");
+        assert_eq!(c.upstreams[0].base_path, "/base");
+        assert_eq!(c.environments["test"], 1);
+        assert_eq!(c.limits.upstream_timeout, Duration::from_millis(250));
+        assert_eq!(c.limits.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.policy_file, Path::new("/etc/scopegate/p.yaml"));
+        assert_eq!(c.unmatched, Unmatched::Deny);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_a_line() {
+        let e =
+            load_str("policy_file: p.yaml\nupstreams: { default: http://a:1 }\nunmatchd: deny\n")
+                .unwrap_err();
+        assert_eq!(e.0[0].line, 3, "{e}");
+        assert!(e.to_string().contains("unmatchd"), "{e}");
+    }
+
+    #[test]
+    fn missing_default_upstream_and_bad_env_are_reported_together() {
+        let e = load_str(
+            "policy_file: p.yaml\nupstreams: { other: http://a:1 }\nenvironments: { test: nope }\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0.len(), 2, "{e}");
+    }
+
+    #[test]
+    fn https_upstream_is_refused() {
+        assert!(load_str("policy_file: p\nupstreams: { default: https://a:1 }\n").is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! scopegate: an authenticating, authorizing, payload-encrypting reverse proxy.
+//!
+//! Start at `pipeline`: it is the request path, stage by stage.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod authorize;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod jose;
+pub mod observe;
+pub mod payload;
+pub mod pipeline;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod yaml;

@@ -1,0 +1,167 @@
+//! Transparent payload encryption (SPEC §4): for an app that opted in, on a route that
+//! supports it, the client sends and receives JWE while the upstream sees plaintext.
+//!
+//! Both directions must buffer (a JWE is one authenticated unit), bounded by
+//! `max_body_bytes`. Routes and apps without encryption never come here and keep streaming.
+//! Every decryption failure is the same `invalid_encrypted_payload` (no padding or tag
+//! oracle), and a response that cannot be sealed is a 502, never plaintext.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body_util::Either;
+use hyper::body::Incoming;
+
+use crate::authorize::Permit;
+use crate::error::Error;
+use crate::jose::jwe::{self, DecryptWith, Serialization};
+use crate::jose::keys::Recipient;
+use crate::pipeline::read_limited;
+use crate::policy::{App, Policy};
+use crate::proxy::{Body, full};
+
+const JOSE: &str = "application/jose";
+const JOSE_JSON: &str = "application/jose+json";
+
+/// The decision to encrypt this exchange, made after authorization.
+pub struct Plan {
+    app: Arc<App>,
+    respond_as: Serialization,
+}
+
+impl Plan {
+    fn recipient(&self) -> Option<&Recipient> {
+        self.app.payload_encryption.as_ref()
+    }
+}
+
+pub fn plan(permit: &Permit<'_>, request: &HeaderMap) -> Option<Plan> {
+    let route = permit.route()?;
+    let app = match &permit.principal().identity {
+        crate::auth::Identity::Jwt { app }
+            if route.encryption && app.payload_encryption.is_some() =>
+        {
+            app
+        }
+        _ => return None,
+    };
+    let wants_json = request
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(JOSE_JSON))
+        });
+    Some(Plan {
+        app: app.clone(),
+        respond_as: if wants_json {
+            Serialization::Flattened
+        } else {
+            Serialization::Compact
+        },
+    })
+}
+
+/// Decrypts the request body. A request without a body passes as is.
+/// Returns the plaintext body and the content type the client encrypted (`cty`).
+pub async fn open_request(
+    plan: &Plan,
+    policy: &Policy,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Body, Option<String>), Error> {
+    let bytes = read_limited(body, limit).await?;
+    if bytes.is_empty() {
+        return Ok((full(bytes), None));
+    }
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !matches!(media.as_deref(), Some(JOSE | JOSE_JSON)) {
+        return Err(Error::EncryptionRequired);
+    }
+    let with = match plan.recipient() {
+        Some(Recipient::Direct(key)) => DecryptWith::Shared(key),
+        _ => DecryptWith::Keys(&policy.jwe_keys),
+    };
+    let opened = jwe::decrypt(&bytes, with, &jwe::ACCEPT_PAYLOAD)
+        .map_err(|e| Error::InvalidEncryptedPayload(e.to_string()))?;
+    Ok((full(opened.plaintext), opened.cty))
+}
+
+/// Gives the upstream the headers of the plaintext: its content type and length.
+pub fn restore_request_headers(headers: &mut HeaderMap, content_type: Option<String>, body: &Body) {
+    let Either::Right(full_body) = body else {
+        return;
+    };
+    let len = http_body::Body::size_hint(full_body).exact().unwrap_or(0);
+    headers.remove(header::TRANSFER_ENCODING);
+    if len == 0 {
+        return;
+    }
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    match content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        Some(ct) => {
+            headers.insert(header::CONTENT_TYPE, ct);
+        }
+        None => {
+            headers.remove(header::CONTENT_TYPE);
+        }
+    }
+}
+
+/// Encrypts the upstream's response body to the client.
+pub async fn seal_response(
+    plan: &Plan,
+    headers: &mut HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Body, Error> {
+    let plaintext: Bytes = read_limited(Either::Left(body), limit)
+        .await
+        .map_err(|e| Error::EncryptionFailed(format!("upstream body: {e}")))?;
+    if plaintext.is_empty() {
+        return Ok(full(plaintext));
+    }
+    // We asked for `identity`; a compressed body would be sealed under a wrong `cty`.
+    if headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v != "identity")
+    {
+        return Err(Error::EncryptionFailed(
+            "upstream ignored Accept-Encoding: identity".into(),
+        ));
+    }
+    let recipient = plan
+        .recipient()
+        .ok_or_else(|| Error::EncryptionFailed("no recipient key".into()))?;
+    let cty = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let sealed = jwe::encrypt(&plaintext, cty, recipient, plan.respond_as)
+        .map_err(|e| Error::EncryptionFailed(e.to_string()))?;
+    let media = match plan.respond_as {
+        Serialization::Compact => JOSE,
+        Serialization::Flattened => JOSE_JSON,
+    };
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(sealed.len()));
+    // Validators and digests describe the plaintext; they must not leak alongside ciphertext.
+    for h in [
+        header::ETAG,
+        header::CONTENT_ENCODING,
+        header::HeaderName::from_static("content-md5"),
+        header::HeaderName::from_static("digest"),
+        header::HeaderName::from_static("repr-digest"),
+    ] {
+        headers.remove(h);
+    }
+    Ok(full(sealed))
+}

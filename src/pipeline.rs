@@ -1,0 +1,501 @@
+//! The request path, top to bottom. Each stage is a call into its own module and hands the
+//! next a typed proof:
+//!
+//! ```text
+//! check head -> normalize path -> match route -> extract credential -> verify -> rate limit
+//!            -> authorize (Permit) -> decrypt request -> forward -> encrypt response
+//!            -> metrics + access log
+//! ```
+//!
+//! | stage | module | on failure |
+//! |---|---|---|
+//! | head hygiene (framing, target form, header size) | `check_head` below | 400 `malformed_request`, 431 |
+//! | path normalization | `proxy::path` | 400 `invalid_path` |
+//! | route match | `policy::routes` | 404 `no_route`, or passthrough when configured |
+//! | credential | `auth::credential` | 400 on ambiguity, 401 `missing_credentials` |
+//! | verification | `auth::{jwt, api_key, webhook}`, `auth::cache`, `auth::replay` | 401 with the spec's code |
+//! | rate limit | `auth::rate_limit` | 429 `rate_limited` |
+//! | authorization | `authorize` | 403 `insufficient_scope`, `resource_not_allowed` |
+//! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
+//! | forwarding | `proxy::forward` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
+//! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
+//!
+//! A shadow-mode route runs every check but forwards anyway, counting what it would refuse.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{BodyExt, Either, Limited};
+use hyper::body::Incoming;
+
+use crate::auth::cache::TokenCache;
+use crate::auth::credential::{self, Credential};
+use crate::auth::jwt::{self, Verified};
+use crate::auth::rate_limit::{Decision, Limiter};
+use crate::auth::replay::ReplayStore;
+use crate::auth::{Identity, Principal, api_key, webhook};
+use crate::authorize::{self, Permit};
+use crate::config::{Config, Unmatched};
+use crate::error::Error;
+use crate::observe::access_log::{AccessLog, Record};
+use crate::observe::metrics::Metrics;
+use crate::payload;
+use crate::policy::Route;
+use crate::policy::snapshot::{Policies, Snapshot};
+use crate::proxy::forward::{self, Forwarder};
+use crate::proxy::headers::{self, Forwarding, IdentityNames};
+use crate::proxy::{Body, full, path};
+
+/// Where clients fetch the proxy's public JWE keys (SPEC §4).
+pub const JWKS_PATH: &str = "/.well-known/scopegate/jwks.json";
+
+/// Everything a request needs that outlives it.
+pub struct State {
+    pub config: Config,
+    pub policies: Arc<Policies>,
+    pub forwarder: Forwarder,
+    pub token_cache: TokenCache,
+    pub replay: ReplayStore,
+    pub limiter: Limiter,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    pub names: IdentityNames,
+    pub draining: AtomicBool,
+}
+
+/// The client side of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub https: bool,
+}
+
+/// What the request did, gathered along the way for metrics and the access log.
+#[derive(Default)]
+struct Trace {
+    path: String,
+    route: Option<String>,
+    principal_kind: &'static str,
+    principal_id: Option<String>,
+    auth: Duration,
+    upstream: Option<(u16, Duration)>,
+    rate: Option<Decision>,
+    shadowed: Option<&'static str>,
+}
+
+pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    state.metrics.inflight.inc();
+    let snapshot = state.policies.current();
+    let request_id = headers::request_id(req.headers());
+    let method = req.method().clone();
+    let mut trace = Trace {
+        principal_kind: "none",
+        ..Trace::default()
+    };
+
+    let result = process(state, &snapshot, conn, req, &request_id, &mut trace).await;
+    let (mut resp, error) = match result {
+        Ok(r) => (r, None),
+        Err(e) => (e.into_response(&request_id), Some(e)),
+    };
+    if let Some(d) = trace.rate {
+        let h = resp.headers_mut();
+        h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+        h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+        h.insert("ratelimit-reset", HeaderValue::from(d.reset_secs));
+    }
+    record(
+        state,
+        &trace,
+        &method,
+        &request_id,
+        resp.status(),
+        error.as_ref(),
+        started,
+    );
+    state.metrics.inflight.dec();
+    resp
+}
+
+async fn process(
+    state: &State,
+    snap: &Snapshot,
+    conn: Conn,
+    req: Request<Incoming>,
+    request_id: &str,
+    t: &mut Trace,
+) -> Result<Response<Body>, Error> {
+    check_head(&req, state.config.limits.max_header_bytes)?;
+    let (mut parts, body) = req.into_parts();
+    let normalized =
+        path::normalize(parts.uri.path()).map_err(|e| Error::InvalidPath(e.to_string()))?;
+    t.path = normalized.to_string();
+    if parts.method == Method::GET && normalized == JWKS_PATH {
+        return Ok(jwks(snap));
+    }
+
+    let policy = &snap.policy;
+    let auth_started = Instant::now();
+    let mut body: Body = Either::Left(body);
+    let permit = match policy.router.at(&parts.method, &normalized) {
+        None if state.config.unmatched == Unmatched::Passthrough => {
+            authorize::passthrough(policy.scopes.len())
+        }
+        None => return Err(Error::NoRoute),
+        Some(m) => {
+            let route = &policy.routes[m.route];
+            t.route = Some(route.id.clone());
+            match decide(state, snap, route, &m.params, &parts.headers, &mut body, t).await {
+                Ok(permit) => permit,
+                Err(e) if route.shadow && e.source() == crate::error::Source::Client => {
+                    t.shadowed = Some(e.code());
+                    state
+                        .metrics
+                        .shadow_denials
+                        .with_label_values(&[&route.id, e.code()])
+                        .inc();
+                    authorize::shadow(route, policy.scopes.len(), e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    t.auth = auth_started.elapsed();
+    state.metrics.auth_duration.observe(t.auth.as_secs_f64());
+
+    let seal = payload::plan(&permit, &parts.headers);
+    if let Some(plan) = &seal {
+        let (decrypted, content_type) = payload::open_request(
+            plan,
+            &snap.policy,
+            &parts.headers,
+            body,
+            state.config.limits.max_body_bytes,
+        )
+        .await?;
+        body = decrypted;
+        payload::restore_request_headers(&mut parts.headers, content_type, &body);
+    }
+
+    let up = state.forwarder.upstream(permit.upstream());
+    let forwarding = Forwarding {
+        peer: conn.peer,
+        https: conn.https,
+        request_id,
+        upstream_authority: &up.authority,
+        original_host: parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        }),
+        keep_credentials: permit.keeps_credentials(),
+    };
+    headers::prepare_request(
+        &mut parts.headers,
+        &state.names,
+        permit.principal(),
+        permit.route().map(|r| &r.id_header),
+        &forwarding,
+    );
+    if seal.is_some() {
+        parts.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
+    }
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{normalized}?{q}"),
+        None => normalized.into_owned(),
+    };
+    let upstream_name = up.name.as_str();
+    let req = Request::from_parts(parts, body);
+    let sent = state.forwarder.send(&permit, &path_and_query, req).await;
+    let (resp, took) = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(kind) = forward::error_kind(&e) {
+                state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[kind])
+                    .inc();
+            }
+            return Err(e);
+        }
+    };
+    state
+        .metrics
+        .upstream_duration
+        .with_label_values(&[upstream_name])
+        .observe(took.as_secs_f64());
+    t.upstream = Some((resp.status().as_u16(), took));
+
+    let (mut parts, body) = resp.into_parts();
+    headers::prepare_response(&mut parts.headers, request_id);
+    let body = match &seal {
+        Some(plan) => {
+            payload::seal_response(
+                plan,
+                &mut parts.headers,
+                body,
+                state.config.limits.max_body_bytes,
+            )
+            .await?
+        }
+        None => Either::Left(body),
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Credential -> principal -> rate limit -> permit, for one matched route.
+async fn decide<'p>(
+    state: &State,
+    snap: &'p Snapshot,
+    route: &'p Route,
+    params: &[&str],
+    headers: &HeaderMap,
+    body: &mut Body,
+    t: &mut Trace,
+) -> Result<Permit<'p>, Error> {
+    let policy = &snap.policy;
+    let catalogue = policy.scopes.len();
+    let principal = if route.auth.only_none() {
+        Principal::anonymous(catalogue)
+    } else if let Some(w) = &route.webhook {
+        let bytes = read_limited(
+            std::mem::replace(body, full(Bytes::new())),
+            state.config.limits.max_body_bytes,
+        )
+        .await?;
+        let sig = headers
+            .get(headers::X_SIGNATURE)
+            .and_then(|v| v.to_str().ok());
+        webhook::verify(w, sig, &bytes, unix_now() as i64)?;
+        *body = full(bytes);
+        Principal {
+            identity: Identity::Webhook,
+            ..Principal::anonymous(catalogue)
+        }
+    } else {
+        match credential::extract(headers)? {
+            None if route.auth.none => Principal::anonymous(catalogue),
+            None => return Err(Error::MissingCredentials),
+            Some(Credential::Jws(token)) if route.auth.jwt => {
+                verify_token(state, snap, token, false).await?
+            }
+            Some(Credential::Jwe(token)) if route.auth.jwt => {
+                verify_token(state, snap, token, true).await?
+            }
+            Some(Credential::ApiKey(key)) if route.auth.api_key => {
+                api_key::verify(policy, key, unix_now() as i64)?
+            }
+            Some(_) => {
+                return Err(Error::InvalidToken(
+                    "credential kind not accepted on this route",
+                ));
+            }
+        }
+    };
+    t.principal_kind = principal.kind();
+    t.principal_id = principal.id().map(str::to_string);
+
+    let limit = match &principal.identity {
+        Identity::Jwt { app } => app
+            .rate_limit
+            .map(|rl| (format!("app:{}", app.client_id), rl)),
+        Identity::ApiKey { key } => key.rate_limit.map(|rl| (format!("key:{}", key.id), rl)),
+        _ => None,
+    };
+    if let Some((bucket, rl)) = limit {
+        let d = state.limiter.check(&bucket, rl).await?;
+        t.rate = Some(d);
+        if !d.allowed {
+            return Err(Error::RateLimited {
+                retry_after_secs: d.retry_after_secs,
+            });
+        }
+    }
+    authorize::authorize(policy, route, params, principal, &state.config.environments)
+}
+
+/// Verifies a JWS or JWE token, through the cache when the signature is expensive, then the
+/// per-use checks (time, single-use jti) that no cache may skip.
+async fn verify_token(
+    state: &State,
+    snap: &Snapshot,
+    token: &str,
+    is_jwe: bool,
+) -> Result<Principal, Error> {
+    let now = unix_now();
+    let verify = || {
+        if is_jwe {
+            jwt::verify_jwe(&snap.policy, token)
+        } else {
+            jwt::verify_jws(&snap.policy, token, false)
+        }
+    };
+    let verified: Arc<Verified> = if is_jwe || !jwt::is_hmac(token) {
+        let key = TokenCache::key(snap.generation, token);
+        match state.token_cache.get(&key) {
+            Some(v) => {
+                state.metrics.token_cache_hits.inc();
+                v
+            }
+            None => {
+                state.metrics.token_cache_misses.inc();
+                let v = Arc::new(verify()?);
+                state.token_cache.insert(key, v.clone(), now);
+                v
+            }
+        }
+    } else {
+        Arc::new(verify()?)
+    };
+    jwt::check_time(&verified, now)?;
+    if verified.app.single_use_jti {
+        let jti = verified.jti.as_deref().ok_or(Error::JtiRequired)?;
+        if !state
+            .replay
+            .first_use(&verified.app.client_id, jti, verified.exp, now)
+            .await?
+        {
+            return Err(Error::TokenReplayed);
+        }
+    }
+    Ok(verified.principal.clone())
+}
+
+/// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).
+fn check_head(req: &Request<Incoming>, max_header_bytes: usize) -> Result<(), Error> {
+    if !req.uri().path().starts_with('/') {
+        return Err(Error::MalformedRequest("request target is not origin-form"));
+    }
+    if req.method() == Method::CONNECT {
+        return Err(Error::MalformedRequest("CONNECT"));
+    }
+    let h = req.headers();
+    let size: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if size > max_header_bytes {
+        return Err(Error::HeadersTooLarge);
+    }
+    if req.version() <= Version::HTTP_11 {
+        if h.get_all(header::HOST).iter().count() != 1 {
+            return Err(Error::MalformedRequest("zero or several Host headers"));
+        }
+        let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+        if !te.is_empty() {
+            if h.contains_key(header::CONTENT_LENGTH) {
+                return Err(Error::MalformedRequest(
+                    "Content-Length with Transfer-Encoding",
+                ));
+            }
+            if te.len() != 1 || !te[0].as_bytes().eq_ignore_ascii_case(b"chunked") {
+                return Err(Error::MalformedRequest(
+                    "transfer coding other than chunked",
+                ));
+            }
+        }
+        let mut cl = h.get_all(header::CONTENT_LENGTH).iter();
+        if let Some(first) = cl.next() {
+            if cl.any(|v| v != first) || first.as_bytes().contains(&b',') {
+                return Err(Error::MalformedRequest("differing Content-Length values"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole body, refusing it past `limit` bytes.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Error> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
+        Err(_) => Err(Error::MalformedRequest("request body could not be read")),
+    }
+}
+
+fn jwks(snap: &Snapshot) -> Response<Body> {
+    let mut r = Response::new(full(snap.policy.jwks.clone()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=300"),
+    );
+    r
+}
+
+fn record(
+    state: &State,
+    t: &Trace,
+    method: &Method,
+    request_id: &str,
+    status: StatusCode,
+    error: Option<&Error>,
+    started: Instant,
+) {
+    let elapsed = started.elapsed();
+    let code = error.map(Error::code).unwrap_or("ok");
+    let route =
+        t.route
+            .as_deref()
+            .unwrap_or(if error.is_some_and(|e| matches!(e, Error::NoRoute)) {
+                "no_route"
+            } else {
+                "-"
+            });
+    let class = match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route, code, class])
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .observe(elapsed.as_secs_f64());
+    state.access_log.write(&Record {
+        time: crate::policy::snapshot::now_rfc3339(),
+        request_id,
+        method: method.as_str(),
+        path: &t.path,
+        route,
+        status: status.as_u16(),
+        code,
+        reason: error.map(|e| e.to_string()),
+        principal_kind: t.principal_kind,
+        principal_id: t.principal_id.as_deref(),
+        upstream_status: t.upstream.map(|u| u.0),
+        duration_ms: elapsed.as_secs_f64() * 1e3,
+        auth_ms: t.auth.as_secs_f64() * 1e3,
+        upstream_ms: t.upstream.map(|u| u.1.as_secs_f64() * 1e3),
+        shadow: t.shadowed.is_some(),
+    });
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl State {
+    pub fn is_ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+    }
+}

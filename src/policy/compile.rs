@@ -1,0 +1,782 @@
+//! Validation and compilation of a policy file (SPEC §1.2): every check of the spec, all
+//! errors collected with `file:line`, every expensive thing (route tree, decoded keys,
+//! hash maps, scope bitsets) done here once.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde_saphyr::Spanned;
+
+use super::raw::{self, RawGrant, RawPolicy, SecretRef};
+use super::routes::{Methods, Router, Template};
+use super::*;
+use crate::jose::keys::{JweKey, Recipient, SharedKey, jwks_document};
+use crate::yaml::{self, FileError, FileErrors};
+
+/// What the policy may refer to outside itself.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Upstream names of the config, `default` first. `None` when checking a policy alone:
+    /// then only `default` is known to exist and other names are reported as warnings.
+    pub upstreams: Option<Vec<String>>,
+    /// Lower-case identity header prefix (`x-auth-`); `claims_to_headers` must use it.
+    pub identity_prefix: String,
+}
+
+impl Context {
+    pub fn standalone() -> Context {
+        Context {
+            upstreams: None,
+            identity_prefix: "x-auth-".into(),
+        }
+    }
+}
+
+/// A compiled policy with what the loader learned on the way.
+#[derive(Debug)]
+pub struct Compiled {
+    pub policy: Policy,
+    pub warnings: Vec<FileError>,
+    /// Every file the policy reads (key and secret files), to be watched for changes.
+    pub referenced_files: Vec<PathBuf>,
+    pub sha256: String,
+}
+
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const DEFAULT_WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
+/// Headers the proxy sets itself; `claims_to_headers` may not shadow them.
+const RESERVED_SUFFIXES: &[&str] = &["kind", "app-id", "key-id", "subject", "scopes", "route"];
+
+pub fn load(file: &Path, ctx: &Context) -> Result<Compiled, FileErrors> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| FileError::new(file, 0, format!("cannot read policy: {e}")))?;
+    compile_bytes(file, &bytes, ctx)
+}
+
+pub fn compile_bytes(file: &Path, bytes: &[u8], ctx: &Context) -> Result<Compiled, FileErrors> {
+    let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| FileError::new(file, 0, "policy is not UTF-8"))?;
+    let raw: RawPolicy = yaml::parse(file, text)?;
+    let mut c = Compiler {
+        file,
+        ctx,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        files: Vec::new(),
+    };
+    let policy = c.policy(raw);
+    if !c.errors.is_empty() {
+        c.errors.sort_by_key(|e| e.line);
+        return Err(FileErrors(c.errors));
+    }
+    Ok(Compiled {
+        policy,
+        warnings: c.warnings,
+        referenced_files: c.files,
+        sha256,
+    })
+}
+
+struct Compiler<'a> {
+    file: &'a Path,
+    ctx: &'a Context,
+    errors: Vec<FileError>,
+    warnings: Vec<FileError>,
+    files: Vec<PathBuf>,
+}
+
+fn line<T>(s: &Spanned<T>) -> u64 {
+    s.referenced.line()
+}
+
+impl Compiler<'_> {
+    fn err(&mut self, line: u64, msg: impl Into<String>) {
+        self.errors.push(FileError::new(self.file, line, msg));
+    }
+
+    fn warn(&mut self, line: u64, msg: impl Into<String>) {
+        self.warnings.push(FileError::new(self.file, line, msg));
+    }
+
+    fn policy(&mut self, raw: RawPolicy) -> Policy {
+        if raw.version.value != 1 {
+            self.err(
+                line(&raw.version),
+                format!("unsupported version {}", raw.version.value),
+            );
+        }
+        if let Some(t) = &raw.token_endpoint {
+            self.err(
+                line(t),
+                "token_endpoint is not supported by this version of scopegate",
+            );
+        }
+        for name in raw.scopes.keys() {
+            if name.is_empty() || !name.bytes().all(is_scope_char) {
+                self.err(
+                    0,
+                    format!(
+                        "scope {name:?}: only printable ASCII without spaces, quotes or backslashes"
+                    ),
+                );
+            }
+        }
+        let scopes = Scopes::new(raw.scopes.into_keys());
+
+        let mut routes = Vec::new();
+        let mut router = Router::default();
+        let mut seen_ids = HashSet::new();
+        let mut seen_method_shape = HashSet::new();
+        for r in raw.routes {
+            let l = line(&r);
+            let r = r.value;
+            if !seen_ids.insert(r.id.clone()) {
+                self.err(l, format!("route id {:?} is used twice", r.id));
+            }
+            if let Some((route, template, methods)) = self.route(&scopes, l, r) {
+                for m in method_names(&methods) {
+                    if !seen_method_shape.insert((m.clone(), template.shape.clone())) {
+                        self.err(l, format!("route {:?}: another route already has method {m} and this path template", route.id));
+                    }
+                }
+                if let Err(e) = router.insert(&template, methods, routes.len()) {
+                    self.err(l, format!("route {:?}: {e}", route.id));
+                }
+                routes.push(route);
+            }
+        }
+
+        let mut apps = HashMap::new();
+        for a in raw.apps {
+            let l = line(&a);
+            if let Some(app) = self.app(&scopes, l, a.value) {
+                if apps.contains_key(&app.client_id) {
+                    self.err(
+                        l,
+                        format!("app client_id {:?} is used twice", app.client_id),
+                    );
+                }
+                apps.insert(app.client_id.clone(), Arc::new(app));
+            }
+        }
+
+        let mut api_keys = HashMap::new();
+        let mut key_ids = HashSet::new();
+        for k in raw.api_keys {
+            let l = line(&k);
+            let k = k.value;
+            if !key_ids.insert(k.id.clone()) {
+                self.err(l, format!("api key id {:?} is used twice", k.id));
+            }
+            if let Some((hash, key)) = self.api_key(&scopes, l, k) {
+                if api_keys.insert(hash, Arc::new(key)).is_some() {
+                    self.err(l, "two api keys have the same sha256");
+                }
+            }
+        }
+
+        let mut jwe_keys: Vec<JweKey> = Vec::new();
+        for k in raw.jwe_keys {
+            let l = line(&k);
+            let k = k.value;
+            if jwe_keys.iter().any(|j| j.kid == k.kid) {
+                self.err(l, format!("jwe key kid {:?} is used twice", k.kid));
+                continue;
+            }
+            if let Some(pem) = self.read_file(l, &k.private_key_file, "private_key_file") {
+                match JweKey::from_pem(&k.kid, &pem) {
+                    Ok(j) => jwe_keys.push(j),
+                    Err(e) => self.err(l, format!("jwe key {:?}: {e}", k.kid)),
+                }
+            }
+        }
+        let needs_jwe = apps.values().any(|a| a.enforce_jwe)
+            || (routes.iter().any(|r| r.encryption)
+                && apps.values().any(|a| {
+                    matches!(
+                        a.payload_encryption,
+                        Some(Recipient::Rsa(_) | Recipient::EcP256(_))
+                    )
+                }));
+        if needs_jwe && jwe_keys.is_empty() {
+            self.warn(0, "apps use JWE tokens or hybrid payload encryption but no jwe_keys are configured: clients cannot encrypt to the proxy");
+        }
+        let any_single_use_jti = apps.values().any(|a| a.single_use_jti);
+        Policy {
+            jwks: Bytes::from(jwks_document(&jwe_keys)),
+            scopes,
+            routes,
+            router,
+            apps,
+            api_keys,
+            jwe_keys,
+            any_single_use_jti,
+        }
+    }
+
+    fn scope_set(&mut self, scopes: &Scopes, names: &[Spanned<String>], what: &str) -> ScopeSet {
+        for n in names {
+            if scopes.get(&n.value).is_none() {
+                self.err(
+                    line(n),
+                    format!("{what}: scope {:?} is not declared in `scopes`", n.value),
+                );
+            }
+        }
+        scopes.set(names.iter().map(|n| n.value.as_str()))
+    }
+
+    fn route(
+        &mut self,
+        scopes: &Scopes,
+        l: u64,
+        r: raw::RawRoute,
+    ) -> Option<(Route, Template, Methods)> {
+        let what = format!("route {:?}", r.id);
+        let template = match Template::parse(&r.path.value) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.err(
+                    line(&r.path),
+                    format!("{what}: path {:?}: {e}", r.path.value),
+                );
+                None
+            }
+        };
+        let methods = self.methods(&what, &r.methods);
+        if r.auth.is_empty() {
+            self.err(
+                l,
+                format!("{what}: auth must list at least one of jwt, api_key, webhook, none"),
+            );
+        }
+        let auth = AuthKinds {
+            jwt: r.auth.contains(&AuthKind::Jwt),
+            api_key: r.auth.contains(&AuthKind::ApiKey),
+            webhook: r.auth.contains(&AuthKind::Webhook),
+            none: r.auth.contains(&AuthKind::None),
+        };
+        let required = self.scope_set(scopes, &r.scopes, &what);
+        if auth.only_none() && !required.is_empty() {
+            self.err(
+                l,
+                format!("{what}: a route with auth [none] cannot require scopes"),
+            );
+        }
+        let webhook = match (&r.webhook, auth.webhook) {
+            (Some(w), true) => {
+                let secret = self.secret(line(w), &w.value.secret, &what);
+                let tolerance = w
+                    .value
+                    .tolerance
+                    .unwrap_or(DEFAULT_WEBHOOK_TOLERANCE)
+                    .as_secs();
+                secret.map(|secret| Webhook {
+                    secret,
+                    tolerance_secs: tolerance,
+                })
+            }
+            (None, true) => {
+                self.err(
+                    l,
+                    format!("{what}: auth webhook needs a `webhook` block with its secret"),
+                );
+                None
+            }
+            (Some(w), false) => {
+                self.err(
+                    line(w),
+                    format!("{what}: `webhook` is set but auth does not list webhook"),
+                );
+                None
+            }
+            (None, false) => None,
+        };
+        if auth.webhook && (auth.jwt || auth.api_key) {
+            self.err(
+                l,
+                format!("{what}: webhook auth cannot be combined with jwt or api_key"),
+            );
+        }
+        let resource = match (&r.resource, &template) {
+            (Some(res), Some(t)) => match t.params.iter().position(|p| *p == res.value.param) {
+                Some(param) => Some(ResourceRule {
+                    kind: res.value.kind.clone(),
+                    param,
+                    action: res.value.action,
+                }),
+                None => {
+                    self.err(
+                        line(res),
+                        format!(
+                            "{what}: resource param {:?} is not a parameter of the path",
+                            res.value.param
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => None,
+        };
+        if r.resource.is_some() && auth.only_none() {
+            self.err(
+                l,
+                format!("{what}: a route with auth [none] cannot require a resource"),
+            );
+        }
+        let upstream = match &r.upstream {
+            None => 0,
+            Some(u) => self.upstream(line(u), &u.value, &what),
+        };
+        let route = Route {
+            id_header: HeaderValue::from_str(&r.id).unwrap_or_else(|_| {
+                self.err(l, format!("{what}: the id must be printable ASCII"));
+                HeaderValue::from_static("invalid")
+            }),
+            id: r.id,
+            auth,
+            scopes: required,
+            resource,
+            encryption: r.encryption == raw::Encryption::Supported,
+            upstream,
+            shadow: r.mode == raw::Mode::Shadow,
+            webhook,
+        };
+        Some((route, template?, methods?))
+    }
+
+    fn methods(&mut self, what: &str, list: &[Spanned<String>]) -> Option<Methods> {
+        if list.is_empty() {
+            self.err(0, format!("{what}: methods must not be empty"));
+            return None;
+        }
+        if list.iter().any(|m| m.value == "*") {
+            if list.len() > 1 {
+                self.err(
+                    line(&list[0]),
+                    format!("{what}: \"*\" stands alone in methods"),
+                );
+            }
+            return Some(Methods::Any);
+        }
+        let mut out = Vec::new();
+        for m in list {
+            match Method::from_str(&m.value) {
+                Ok(method) if method == Method::TRACE || method == Method::CONNECT => {
+                    self.err(
+                        line(m),
+                        format!("{what}: {} requests are never forwarded", m.value),
+                    );
+                }
+                Ok(method) if m.value.bytes().all(|b| b.is_ascii_uppercase()) => out.push(method),
+                _ => self.err(
+                    line(m),
+                    format!("{what}: {:?} is not an upper-case HTTP method", m.value),
+                ),
+            }
+        }
+        Some(Methods::List(out))
+    }
+
+    fn upstream(&mut self, l: u64, name: &str, what: &str) -> usize {
+        match &self.ctx.upstreams {
+            Some(names) => match names.iter().position(|n| n == name) {
+                Some(i) => i,
+                None => {
+                    self.err(
+                        l,
+                        format!("{what}: upstream {name:?} is not defined in the config"),
+                    );
+                    0
+                }
+            },
+            None => {
+                if name != "default" {
+                    self.warn(
+                        l,
+                        format!("{what}: upstream {name:?} is not checked without a config"),
+                    );
+                }
+                0
+            }
+        }
+    }
+
+    fn grants(&mut self, l: u64, raw: &BTreeMap<String, RawGrant>, what: &str) -> Grants {
+        let mut out = HashMap::new();
+        for (kind, g) in raw {
+            let mut kg = KindGrant::default();
+            match g {
+                RawGrant::List(items) => {
+                    for item in items {
+                        if item == "*" {
+                            kg.any_item = Actions::ALL;
+                        } else {
+                            kg.items.insert(item.clone(), Actions::ALL);
+                        }
+                    }
+                }
+                RawGrant::Map(items) => {
+                    for (item, actions) in items {
+                        if actions.is_empty() {
+                            self.err(
+                                l,
+                                format!("{what}: resources.{kind}.{item} grants no action"),
+                            );
+                        }
+                        let a = actions
+                            .iter()
+                            .fold(Actions::default(), |acc, a| acc.union(Actions::of(*a)));
+                        if item == "*" {
+                            kg.any_item = a;
+                        } else {
+                            kg.items.insert(item.clone(), a);
+                        }
+                    }
+                }
+            }
+            out.insert(kind.clone(), kg);
+        }
+        Grants(out)
+    }
+
+    fn app(&mut self, scopes: &Scopes, l: u64, a: raw::RawApp) -> Option<App> {
+        let what = format!("app {:?}", a.client_id);
+        if a.client_id.is_empty() {
+            self.err(l, "app client_id must not be empty");
+        }
+        if a.jwks_url.is_some() {
+            self.err(
+                l,
+                format!("{what}: jwks_url is not supported by this version; use public_key_file"),
+            );
+        }
+        let mut algorithms = Vec::new();
+        for alg in &a.algorithms {
+            match Algorithm::from_str(&alg.value) {
+                Ok(x) => algorithms.push(x),
+                Err(_) if alg.value.eq_ignore_ascii_case("none") => self.err(
+                    line(alg),
+                    format!("{what}: alg \"none\" can never be allowed"),
+                ),
+                Err(_) => self.err(
+                    line(alg),
+                    format!("{what}: unsupported algorithm {:?}", alg.value),
+                ),
+            }
+        }
+        if a.algorithms.is_empty() {
+            self.err(l, format!("{what}: algorithms must not be empty"));
+        }
+        let wants_hmac = algorithms
+            .iter()
+            .any(|x| x.family() == AlgorithmFamily::Hmac);
+        let wants_public = algorithms
+            .iter()
+            .any(|x| x.family() != AlgorithmFamily::Hmac);
+        let secret = match &a.secret {
+            Some(s) => self.secret(l, s, &what),
+            None => None,
+        };
+        if wants_hmac && a.secret.is_none() {
+            self.err(l, format!("{what}: HS* algorithms need a `secret`"));
+        }
+        if !wants_hmac && a.secret.is_some() {
+            self.warn(
+                l,
+                format!("{what}: `secret` is unused without an HS* algorithm"),
+            );
+        }
+        let public_key = match &a.public_key_file {
+            Some(p) => self.public_key(l, p, &what),
+            None => None,
+        };
+        if wants_public && a.public_key_file.is_none() {
+            self.err(
+                l,
+                format!("{what}: RS*/PS*/ES*/EdDSA algorithms need a `public_key_file`"),
+            );
+        }
+        if let Some(pk) = &public_key {
+            for alg in algorithms
+                .iter()
+                .filter(|x| x.family() != AlgorithmFamily::Hmac)
+            {
+                if !key_fits(pk.kind, *alg) {
+                    self.err(
+                        l,
+                        format!(
+                            "{what}: algorithm {alg:?} does not fit the {:?} public key",
+                            pk.kind
+                        ),
+                    );
+                }
+            }
+        }
+        if a.single_use_jti && !a.enforce_jti {
+            self.err(l, format!("{what}: single_use_jti needs enforce_jti: true"));
+        }
+        let payload_encryption = a.payload_encryption.as_ref().and_then(|p| {
+            let pl = line(p);
+            match (&p.value.public_key_file, &p.value.shared_key) {
+                (Some(f), None) => {
+                    let pem = self.read_file(pl, f, "payload_encryption.public_key_file")?;
+                    Recipient::from_public_pem(&pem)
+                        .map_err(|e| self.err(pl, format!("{what}: payload_encryption.public_key_file: {e}")))
+                        .ok()
+                }
+                (None, Some(s)) => {
+                    let secret = self.secret(pl, s, &what)?;
+                    let text = String::from_utf8_lossy(&secret.0).trim().to_string();
+                    SharedKey::parse(&text)
+                        .map(Recipient::Direct)
+                        .map_err(|e| self.err(pl, format!("{what}: payload_encryption.shared_key: {e}")))
+                        .ok()
+                }
+                _ => {
+                    self.err(pl, format!("{what}: payload_encryption needs exactly one of public_key_file or shared_key"));
+                    None
+                }
+            }
+        });
+        let app_scopes = self.scope_set(scopes, &a.scopes, &what);
+        let grants = self.grants(l, &a.resources, &what);
+        let mut claims_to_headers = Vec::new();
+        for (claim, header) in &a.claims_to_headers {
+            let h = header.to_ascii_lowercase();
+            let suffix = h.strip_prefix(self.ctx.identity_prefix.as_str());
+            match (HeaderName::from_bytes(h.as_bytes()), suffix) {
+                (Ok(name), Some(sfx)) if !sfx.is_empty() && !RESERVED_SUFFIXES.contains(&sfx) => {
+                    claims_to_headers.push((claim.clone(), name))
+                }
+                // Outside the prefix a client could send the header itself when the claim is
+                // absent, and the upstream could not tell it from ours.
+                _ => self.err(l, format!(
+                    "{what}: claims_to_headers target {header:?} must be a header name starting with {:?} and not one the proxy sets",
+                    self.ctx.identity_prefix
+                )),
+            }
+        }
+        let rate_limit = a
+            .rate_limit
+            .as_ref()
+            .and_then(|r| self.rate_limit(l, r, &what));
+        let hmac_key = secret
+            .as_ref()
+            .filter(|_| wants_hmac)
+            .map(|s| HmacKey(DecodingKey::from_secret(&s.0)));
+        Some(App {
+            name: a.name.clone().unwrap_or_else(|| a.client_id.clone()),
+            client_id: a.client_id,
+            algorithms,
+            secret,
+            hmac_key,
+            public_key,
+            audience: a.audience,
+            require_exp: a.require_exp,
+            leeway_secs: a.leeway.unwrap_or(DEFAULT_LEEWAY).as_secs(),
+            enforce_jti: a.enforce_jti,
+            single_use_jti: a.single_use_jti,
+            enforce_jwe: a.enforce_jwe,
+            payload_encryption,
+            scopes_header: scopes_header(scopes, &app_scopes),
+            scopes: app_scopes,
+            grants,
+            claims_to_headers,
+            rate_limit,
+        })
+    }
+
+    fn rate_limit(&mut self, l: u64, r: &raw::RawRateLimit, what: &str) -> Option<RateLimit> {
+        if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 {
+            self.err(
+                l,
+                format!("{what}: rate_limit needs per_second > 0 and burst >= 1"),
+            );
+            return None;
+        }
+        Some(RateLimit {
+            per_second: r.per_second,
+            burst: r.burst,
+        })
+    }
+
+    fn api_key(
+        &mut self,
+        scopes: &Scopes,
+        l: u64,
+        k: raw::RawApiKey,
+    ) -> Option<([u8; 32], ApiKey)> {
+        let what = format!("api key {:?}", k.id);
+        let hash = match hex::decode(&k.sha256) {
+            Ok(b) if k.sha256.len() == 64 => <[u8; 32]>::try_from(b).ok(),
+            _ => None,
+        };
+        if hash.is_none() {
+            self.err(l, format!("{what}: sha256 must be 64 hex characters"));
+        }
+        let expires = k.expires.as_deref().and_then(|e| {
+            match time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => Some(t.unix_timestamp()),
+                Err(_) => {
+                    self.err(l, format!("{what}: expires {e:?} is not an RFC 3339 time"));
+                    None
+                }
+            }
+        });
+        let key_scopes = self.scope_set(scopes, &k.scopes, &what);
+        let grants = self.grants(l, &k.resources, &what);
+        let rate_limit = k
+            .rate_limit
+            .as_ref()
+            .and_then(|r| self.rate_limit(l, r, &what));
+        Some((
+            hash?,
+            ApiKey {
+                name: k.name.unwrap_or_else(|| k.id.clone()),
+                id: k.id,
+                environment: k.environment,
+                scopes_header: scopes_header(scopes, &key_scopes),
+                scopes: key_scopes,
+                grants,
+                expires,
+                disabled: k.disabled,
+                rate_limit,
+            },
+        ))
+    }
+
+    fn read_file(&mut self, l: u64, p: &Path, what: &str) -> Option<Vec<u8>> {
+        let path = yaml::resolve(self.file, p);
+        self.files.push(path.clone());
+        match std::fs::read(&path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                self.err(l, format!("{what} {}: cannot read: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, l: u64, s: &SecretRef, what: &str) -> Option<Secret> {
+        let bytes = match s {
+            SecretRef::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v.into_bytes(),
+                _ => {
+                    self.err(
+                        l,
+                        format!("{what}: secret environment variable {name} is not set"),
+                    );
+                    return None;
+                }
+            },
+            SecretRef::File(p) => {
+                let mut b = self.read_file(l, p, "secret file")?;
+                while b.last().is_some_and(|c| *c == b'\n' || *c == b'\r') {
+                    b.pop();
+                }
+                b
+            }
+            SecretRef::Value(v) => {
+                self.warn(
+                    l,
+                    format!("{what}: secret written inline in the policy; prefer env or file"),
+                );
+                v.clone().into_bytes()
+            }
+        };
+        if bytes.is_empty() {
+            self.err(l, format!("{what}: secret is empty"));
+            return None;
+        }
+        Some(Secret(bytes))
+    }
+
+    fn public_key(&mut self, l: u64, p: &Path, what: &str) -> Option<PublicKey> {
+        let pem = self.read_file(l, p, "public_key_file")?;
+        let kind = pem_public_key_kind(&pem);
+        let key = match kind {
+            Some(PublicKeyKind::Rsa) => DecodingKey::from_rsa_pem(&pem),
+            Some(PublicKeyKind::EcP256 | PublicKeyKind::EcP384) => DecodingKey::from_ec_pem(&pem),
+            Some(PublicKeyKind::Ed25519) => DecodingKey::from_ed_pem(&pem),
+            None => {
+                self.err(l, format!("{what}: public_key_file is not an RSA, P-256, P-384 or Ed25519 public key PEM"));
+                return None;
+            }
+        };
+        match (kind, key) {
+            (Some(kind), Ok(key)) => Some(PublicKey { kind, key }),
+            (_, Err(e)) => {
+                self.err(l, format!("{what}: public_key_file: {e}"));
+                None
+            }
+            (None, _) => None,
+        }
+    }
+}
+
+/// Scope names are checked to be header-safe at load, so this cannot fail in practice.
+fn scopes_header(scopes: &Scopes, set: &ScopeSet) -> HeaderValue {
+    HeaderValue::from_str(&scopes.join(set)).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn method_names(m: &Methods) -> Vec<String> {
+    match m {
+        Methods::Any => vec!["*".into()],
+        Methods::List(l) => l.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+/// RFC 6749 scope-token characters: what can sit inside `scope="..."` of a challenge.
+fn is_scope_char(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+}
+
+fn key_fits(kind: PublicKeyKind, alg: Algorithm) -> bool {
+    use Algorithm::*;
+    match kind {
+        PublicKeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+        PublicKeyKind::EcP256 => alg == ES256,
+        PublicKeyKind::EcP384 => alg == ES384,
+        PublicKeyKind::Ed25519 => alg == EdDSA,
+    }
+}
+
+/// Reads the key type from the SPKI's algorithm identifier (the OIDs are fixed byte
+/// strings, so finding them in the DER is exact enough to pick the parser).
+fn pem_public_key_kind(pem: &[u8]) -> Option<PublicKeyKind> {
+    let text = std::str::from_utf8(pem).ok()?;
+    if text.contains("BEGIN RSA PUBLIC KEY") {
+        return Some(PublicKeyKind::Rsa);
+    }
+    let item = rustls_pemfile::read_one_from_slice(pem).ok()??.0;
+    let der: Vec<u8> = match item {
+        rustls_pemfile::Item::SubjectPublicKeyInfo(spki) => spki.as_ref().to_vec(),
+        _ => return None,
+    };
+    const RSA: &[u8] = &[
+        0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x01, 0x01,
+    ];
+    const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
+    const ED25519: &[u8] = &[0x06, 0x03, 0x2B, 0x65, 0x70];
+    let has = |oid: &[u8]| der.windows(oid.len()).any(|w| w == oid);
+    if has(RSA) {
+        Some(PublicKeyKind::Rsa)
+    } else if has(P256) {
+        Some(PublicKeyKind::EcP256)
+    } else if has(P384) {
+        Some(PublicKeyKind::EcP384)
+    } else if has(ED25519) {
+        Some(PublicKeyKind::Ed25519)
+    } else {
+        None
+    }
+}

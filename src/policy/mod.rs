@@ -1,0 +1,322 @@
+//! The compiled policy: everything a request needs, built once per load so the request
+//! path only looks things up. `raw` mirrors the file, `compile` validates and builds,
+//! `snapshot` publishes it atomically, `watch` reloads it.
+
+pub mod compile;
+pub mod raw;
+pub mod routes;
+pub mod snapshot;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::jose::keys::{JweKey, Recipient};
+pub use raw::{Action, AuthKind, Environment};
+
+/// The declared scope names, and sets of them as bitsets over the declaration order.
+#[derive(Debug, Default)]
+pub struct Scopes {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    admin: Option<usize>,
+}
+
+impl Scopes {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Scopes {
+        let names: Vec<String> = names.into_iter().collect();
+        let index: HashMap<String, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        let admin = index.get("admin").copied();
+        Scopes {
+            names,
+            index,
+            admin,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn set<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> ScopeSet {
+        let mut s = ScopeSet::empty(self.names.len());
+        for n in names {
+            if let Some(i) = self.get(n) {
+                s.insert(i);
+            }
+        }
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Space-separated names of the members of `s`, in declaration order.
+    pub fn join(&self, s: &ScopeSet) -> String {
+        let mut out = String::new();
+        for i in s.iter() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(&self.names[i]);
+        }
+        out
+    }
+
+    /// What `held` lacks of `required`; empty when authorized. `admin` passes every check.
+    pub fn missing(&self, held: &ScopeSet, required: &ScopeSet) -> ScopeSet {
+        if self.admin.is_some_and(|a| held.contains(a)) {
+            return ScopeSet::empty(self.names.len());
+        }
+        required.difference(held)
+    }
+}
+
+/// A set of scopes of one catalogue.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScopeSet(Box<[u64]>);
+
+impl ScopeSet {
+    pub fn empty(catalogue: usize) -> ScopeSet {
+        ScopeSet(vec![0; catalogue.div_ceil(64)].into_boxed_slice())
+    }
+    fn insert(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
+    }
+    pub fn intersection(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(
+            self.0
+                .iter()
+                .zip(other.0.iter())
+                .map(|(a, b)| a & b)
+                .collect(),
+        )
+    }
+    fn difference(&self, other: &ScopeSet) -> ScopeSet {
+        ScopeSet(
+            self.0
+                .iter()
+                .zip(other.0.iter())
+                .map(|(a, b)| a & !b)
+                .collect(),
+        )
+    }
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
+impl fmt::Debug for ScopeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Actions on a resource item, as a bitmask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Actions(u8);
+
+impl Actions {
+    pub const ALL: Actions = Actions(0b111);
+    pub fn of(a: Action) -> Actions {
+        Actions(match a {
+            Action::Read => 1,
+            Action::Write => 2,
+            Action::Delete => 4,
+        })
+    }
+    pub fn union(self, o: Actions) -> Actions {
+        Actions(self.0 | o.0)
+    }
+    /// `None` as the required action means "any grant of the item".
+    pub fn allows(self, required: Option<Action>) -> bool {
+        match required {
+            Some(a) => self.0 & Actions::of(a).0 != 0,
+            None => self.0 != 0,
+        }
+    }
+}
+
+/// What items of one resource kind a principal may touch.
+#[derive(Debug, Default, Clone)]
+pub struct KindGrant {
+    /// Actions granted on every item (`"*"`).
+    pub any_item: Actions,
+    pub items: HashMap<String, Actions>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Grants(pub HashMap<String, KindGrant>);
+
+impl Grants {
+    pub fn allows(&self, kind: &str, item: &str, action: Option<Action>) -> bool {
+        let Some(g) = self.0.get(kind) else {
+            return false;
+        };
+        let on_item = g.items.get(item).copied().unwrap_or_default();
+        g.any_item.union(on_item).allows(action)
+    }
+}
+
+/// A secret's bytes. Never printed.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Key families an app's public key can belong to; an `alg` must match its key's family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+}
+
+pub struct PublicKey {
+    pub kind: PublicKeyKind,
+    pub key: DecodingKey,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({:?})", self.kind)
+    }
+}
+
+/// A JWT client app.
+#[derive(Debug)]
+pub struct App {
+    pub client_id: String,
+    pub name: String,
+    pub algorithms: Vec<Algorithm>,
+    pub secret: Option<Secret>,
+    pub hmac_key: Option<HmacKey>,
+    pub public_key: Option<PublicKey>,
+    pub audience: Option<String>,
+    pub require_exp: bool,
+    pub leeway_secs: u64,
+    pub enforce_jti: bool,
+    pub single_use_jti: bool,
+    pub enforce_jwe: bool,
+    pub payload_encryption: Option<Recipient>,
+    pub scopes: ScopeSet,
+    pub scopes_header: HeaderValue,
+    pub grants: Grants,
+    pub claims_to_headers: Vec<(String, HeaderName)>,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// The HMAC verification key, kept apart from `secret` so Debug output of an app never
+/// carries it.
+pub struct HmacKey(pub DecodingKey);
+
+impl fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HmacKey(<redacted>)")
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub environment: Environment,
+    pub scopes: ScopeSet,
+    pub scopes_header: HeaderValue,
+    pub grants: Grants,
+    /// Unix seconds.
+    pub expires: Option<i64>,
+    pub disabled: bool,
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug)]
+pub struct ResourceRule {
+    pub kind: String,
+    pub param: usize,
+    pub action: Option<Action>,
+}
+
+#[derive(Debug)]
+pub struct Webhook {
+    pub secret: Secret,
+    pub tolerance_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthKinds {
+    pub jwt: bool,
+    pub api_key: bool,
+    pub webhook: bool,
+    pub none: bool,
+}
+
+impl AuthKinds {
+    /// `auth: [none]`: credentials are not even looked at.
+    pub fn only_none(&self) -> bool {
+        self.none && !self.jwt && !self.api_key && !self.webhook
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub id_header: HeaderValue,
+    pub auth: AuthKinds,
+    pub scopes: ScopeSet,
+    pub resource: Option<ResourceRule>,
+    pub encryption: bool,
+    /// Index into the config's upstreams (0 = default).
+    pub upstream: usize,
+    pub shadow: bool,
+    pub webhook: Option<Webhook>,
+}
+
+/// One compiled, validated policy. Immutable once built; replaced whole on reload.
+#[derive(Debug)]
+pub struct Policy {
+    pub scopes: Scopes,
+    pub routes: Vec<Route>,
+    pub router: routes::Router,
+    pub apps: HashMap<String, Arc<App>>,
+    pub api_keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    pub jwe_keys: Vec<JweKey>,
+    /// The public JWKS document of `jwe_keys`, rendered once.
+    pub jwks: Bytes,
+    pub any_single_use_jti: bool,
+}

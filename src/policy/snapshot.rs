@@ -1,0 +1,123 @@
+//! The policy in force, behind one `ArcSwap`: everything that must change together changes
+//! in one store. Requests load it once and keep that `Arc` to the end, so a request in
+//! flight finishes under the policy it started with, and the next request on the same
+//! keep-alive connection sees the new one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use super::Policy;
+use super::compile::{self, Context};
+use crate::observe::metrics::Metrics;
+use crate::yaml::FileErrors;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub policy: Policy,
+    /// Increases by one with every successful load; keys caches.
+    pub generation: u64,
+    pub sha256: String,
+    /// RFC 3339.
+    pub loaded_at: String,
+    /// Fingerprint of the policy and every file it reads, to skip reloads that change nothing.
+    pub fingerprint: [u8; 32],
+    pub referenced_files: Vec<PathBuf>,
+}
+
+pub struct Policies {
+    file: PathBuf,
+    ctx: Context,
+    current: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    /// Serializes reloads (watcher and SIGHUP may race); requests never take it.
+    reload: std::sync::Mutex<()>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    Swapped(u64),
+    Unchanged,
+}
+
+impl Policies {
+    pub fn load(
+        file: &Path,
+        ctx: Context,
+    ) -> Result<(Policies, Vec<crate::yaml::FileError>), FileErrors> {
+        let compiled = compile::load(file, &ctx)?;
+        let warnings = compiled.warnings.clone();
+        let snap = snapshot(compiled, 1, file);
+        Ok((
+            Policies {
+                file: file.to_path_buf(),
+                ctx,
+                current: ArcSwap::from_pointee(snap),
+                generation: AtomicU64::new(1),
+                reload: std::sync::Mutex::new(()),
+            },
+            warnings,
+        ))
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The snapshot for one request.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Compiles the file again and swaps it in if it is valid and different. On error the
+    /// policy in force stays, and the error says why.
+    pub fn reload(&self, metrics: &Metrics) -> Result<Reloaded, FileErrors> {
+        let _guard = self.reload.lock().unwrap_or_else(|p| p.into_inner());
+        let result = compile::load(&self.file, &self.ctx);
+        let compiled = match result {
+            Ok(c) => c,
+            Err(e) => {
+                metrics.reloads.with_label_values(&["failure"]).inc();
+                return Err(e);
+            }
+        };
+        let fp = fingerprint(&self.file, &compiled.referenced_files);
+        if fp == self.current.load().fingerprint {
+            return Ok(Reloaded::Unchanged);
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.current
+            .store(Arc::new(snapshot(compiled, generation, &self.file)));
+        metrics.reloads.with_label_values(&["success"]).inc();
+        metrics.generation.set(generation as i64);
+        Ok(Reloaded::Swapped(generation))
+    }
+}
+
+fn snapshot(c: compile::Compiled, generation: u64, file: &Path) -> Snapshot {
+    Snapshot {
+        fingerprint: fingerprint(file, &c.referenced_files),
+        policy: c.policy,
+        generation,
+        sha256: c.sha256,
+        loaded_at: now_rfc3339(),
+        referenced_files: c.referenced_files,
+    }
+}
+
+fn fingerprint(file: &Path, referenced: &[PathBuf]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for f in std::iter::once(file).chain(referenced.iter().map(PathBuf::as_path)) {
+        ctx.update(f.as_os_str().as_encoded_bytes());
+        ctx.update(&std::fs::read(f).unwrap_or_default());
+    }
+    ctx.finish().as_ref().try_into().unwrap_or([0; 32])
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,94 @@
+//! Reloading the policy when its files change, or on SIGHUP.
+//!
+//! We watch the *directories* holding the policy and every file it references, not the
+//! files: editors save by writing a temp file and renaming it over the original, and a
+//! Kubernetes ConfigMap update swaps the `..data` symlink to a new directory. Both replace
+//! the inode a file watch would be attached to; a directory watch sees all of them. Bursts
+//! are debounced, and the reload itself skips changes that leave every byte the same.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::snapshot::{Policies, Reloaded};
+use crate::observe::metrics::Metrics;
+
+const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Why a reload was attempted, for the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    FileChange,
+    Signal,
+}
+
+/// Runs until the process exits. Returns a sender other tasks (SIGHUP) use to ask for a reload.
+pub fn spawn(
+    policies: Arc<Policies>,
+    metrics: Arc<Metrics>,
+) -> notify::Result<mpsc::UnboundedSender<Trigger>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+    let fs_tx = tx.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = fs_tx.send(Trigger::FileChange);
+        }
+    })?;
+    let mut watched = BTreeSet::new();
+    rewatch(&mut watcher, &mut watched, &policies);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            tokio::time::sleep(DEBOUNCE).await;
+            let mut trigger = first;
+            while let Ok(t) = rx.try_recv() {
+                if matches!(t, Trigger::Signal) {
+                    trigger = t;
+                }
+            }
+            let p = policies.clone();
+            let m = metrics.clone();
+            let outcome = tokio::task::spawn_blocking(move || p.reload(&m)).await;
+            match outcome {
+                Ok(Ok(Reloaded::Swapped(generation))) => {
+                    tracing::info!(?trigger, generation, "policy reloaded");
+                }
+                Ok(Ok(Reloaded::Unchanged)) => tracing::debug!(?trigger, "policy unchanged"),
+                Ok(Err(errors)) => {
+                    for e in &errors.0 {
+                        tracing::error!(?trigger, error = %e, "policy reload refused; the previous policy stays in force");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "policy reload task failed"),
+            }
+            rewatch(&mut watcher, &mut watched, &policies);
+        }
+    });
+    Ok(tx)
+}
+
+/// Watches the directory of every file the policy depends on (they may change on reload).
+fn rewatch(watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>, policies: &Policies) {
+    let snap = policies.current();
+    let dirs: BTreeSet<PathBuf> = std::iter::once(policies.file())
+        .chain(snap.referenced_files.iter().map(PathBuf::as_path))
+        .map(|f| {
+            f.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        })
+        .collect();
+    for d in watched.difference(&dirs) {
+        let _ = watcher.unwatch(d);
+    }
+    for d in dirs.difference(watched) {
+        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory");
+        }
+    }
+    *watched = dirs;
+}

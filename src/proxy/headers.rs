@@ -1,0 +1,284 @@
+//! Header hygiene (SPEC §5): what is removed from a request before it goes upstream, what
+//! the proxy adds, and what is removed from the response. Header names are constants and
+//! the identity names are built once from the configured prefix.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::auth::{Identity, Principal};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const AUTH: HeaderName = HeaderName::from_static("auth");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub const X_SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies still see).
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+
+/// Headers that would let a client steer the upstream away from what was authorized.
+const OVERRIDES: [HeaderName; 8] = [
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// The trusted identity header names, made once from `identity_header_prefix`.
+#[derive(Debug, Clone)]
+pub struct IdentityNames {
+    prefix: String,
+    pub kind: HeaderName,
+    pub app_id: HeaderName,
+    pub key_id: HeaderName,
+    pub subject: HeaderName,
+    pub scopes: HeaderName,
+    pub route: HeaderName,
+}
+
+impl IdentityNames {
+    pub fn new(prefix: &str) -> Result<IdentityNames, http::header::InvalidHeaderName> {
+        let n = |s: &str| HeaderName::from_bytes(format!("{prefix}{s}").as_bytes());
+        Ok(IdentityNames {
+            prefix: prefix.to_ascii_lowercase(),
+            kind: n("kind")?,
+            app_id: n("app-id")?,
+            key_id: n("key-id")?,
+            subject: n("subject")?,
+            scopes: n("scopes")?,
+            route: n("route")?,
+        })
+    }
+
+    /// CGI/WSGI upstreams read `x_auth_scopes` as `x-auth-scopes`, so `_` counts as `-`.
+    fn is_owned(&self, name: &HeaderName) -> bool {
+        let n = name.as_str().as_bytes();
+        n.len() >= self.prefix.len()
+            && n.iter()
+                .zip(self.prefix.as_bytes())
+                .all(|(a, b)| *a == *b || (*a == b'_' && *b == b'-'))
+    }
+}
+
+/// A valid client request id (1 to 128 of `A-Za-z0-9._-`), or a fresh UUID.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        if (1..=128).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return v.to_string();
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Removes the hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+pub struct Forwarding<'a> {
+    pub peer: SocketAddr,
+    pub https: bool,
+    pub request_id: &'a str,
+    pub upstream_authority: &'a http::uri::Authority,
+    /// The Host the client addressed (Host header, or the HTTP/2 authority).
+    pub original_host: Option<HeaderValue>,
+    pub keep_credentials: bool,
+}
+
+/// Turns the client's headers into the upstream's, in place.
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    names: &IdentityNames,
+    principal: &Principal,
+    route: Option<&HeaderValue>,
+    f: &Forwarding<'_>,
+) {
+    strip_hop_by_hop(headers);
+    if !f.keep_credentials {
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(AUTH);
+    }
+    for name in &OVERRIDES {
+        headers.remove(name);
+    }
+    let owned: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| names.is_owned(n))
+        .cloned()
+        .collect();
+    for name in owned {
+        headers.remove(name);
+    }
+
+    let ip = f.peer.ip().to_string();
+    let xff = match joined(headers, &X_FORWARDED_FOR) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip.clone(),
+    };
+    insert_str(headers, X_FORWARDED_FOR, &xff);
+    let node = if f.peer.is_ipv6() {
+        format!("for=\"[{ip}]\"")
+    } else {
+        format!("for={ip}")
+    };
+    let fwd = match joined(headers, &FORWARDED) {
+        Some(prev) => format!("{prev}, {node}"),
+        None => node,
+    };
+    insert_str(headers, FORWARDED, &fwd);
+    insert_str(headers, X_REAL_IP, &ip);
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if f.https { "https" } else { "http" }),
+    );
+    if let Some(host) = &f.original_host {
+        headers.insert(X_FORWARDED_HOST, host.clone());
+    }
+    insert_str(headers, header::HOST, f.upstream_authority.as_str());
+    insert_str(headers, X_REQUEST_ID, f.request_id);
+
+    headers.insert(
+        names.kind.clone(),
+        HeaderValue::from_static(principal.kind()),
+    );
+    match &principal.identity {
+        Identity::Jwt { app } => insert_str(headers, names.app_id.clone(), &app.client_id),
+        Identity::ApiKey { key } => insert_str(headers, names.key_id.clone(), &key.id),
+        Identity::Anonymous | Identity::Webhook => {}
+    }
+    if let Some(sub) = &principal.subject {
+        headers.insert(names.subject.clone(), sub.clone());
+    }
+    if !matches!(principal.identity, Identity::Anonymous) {
+        if let Some(scopes) = &principal.scopes_header {
+            headers.insert(names.scopes.clone(), scopes.clone());
+        }
+    }
+    if let Some(route) = route {
+        headers.insert(names.route.clone(), route.clone());
+    }
+    for (name, value) in &principal.claim_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+}
+
+/// Removes the upstream's hop-by-hop headers and adds the request id.
+pub fn prepare_response(headers: &mut HeaderMap, request_id: &str) {
+    strip_hop_by_hop(headers);
+    insert_str(headers, X_REQUEST_ID, request_id);
+}
+
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn insert_str(headers: &mut HeaderMap, name: HeaderName, v: &str) {
+    if let Ok(v) = HeaderValue::from_str(v) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_prefix_matches_underscore_spelling() {
+        let n = IdentityNames::new("x-auth-").unwrap();
+        for h in [
+            "x-auth-scopes",
+            "x_auth_scopes",
+            "x-auth_kind",
+            "x_auth-anything",
+        ] {
+            assert!(
+                n.is_owned(&HeaderName::from_bytes(h.as_bytes()).unwrap()),
+                "{h}"
+            );
+        }
+        for h in ["x-author", "x-aut", "authorization"] {
+            assert!(
+                !n.is_owned(&HeaderName::from_bytes(h.as_bytes()).unwrap()),
+                "{h}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_id_is_kept_only_when_valid() {
+        let mut h = HeaderMap::new();
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
+        assert_eq!(request_id(&h), "abc-123_x.y");
+        h.insert(X_REQUEST_ID, HeaderValue::from_static("bad id"));
+        assert_ne!(request_id(&h), "bad id");
+        h.insert(
+            X_REQUEST_ID,
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
+        assert_eq!(request_id(&h).len(), 36);
+    }
+
+    #[test]
+    fn connection_listed_headers_go_but_proxy_headers_are_added_after() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-request-id, x-secret, keep-alive"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        let names = IdentityNames::new("x-auth-").unwrap();
+        let p = Principal::anonymous(0);
+        let authority = "up:1".parse().unwrap();
+        let f = Forwarding {
+            peer: "10.0.0.1:5".parse().unwrap(),
+            https: false,
+            request_id: "rid",
+            upstream_authority: &authority,
+            original_host: None,
+            keep_credentials: false,
+        };
+        prepare_request(&mut h, &names, &p, None, &f);
+        assert!(h.get("x-secret").is_none() && h.get(header::TE).is_none());
+        assert_eq!(h.get(X_REQUEST_ID).unwrap(), "rid");
+        assert_eq!(h.get("x-auth-kind").unwrap(), "none");
+        assert_eq!(h.get(FORWARDED).unwrap(), "for=10.0.0.1");
+    }
+}

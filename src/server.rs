@@ -1,0 +1,157 @@
+//! Wiring: builds the shared state from the config, binds the listeners, starts the policy
+//! watcher and the signal handlers, and runs until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as channel;
+use tokio::task::JoinHandle;
+
+use crate::auth::cache::TokenCache;
+use crate::auth::rate_limit::Limiter;
+use crate::auth::replay::ReplayStore;
+use crate::config::{Config, ReplayStoreConfig};
+use crate::observe::access_log::AccessLog;
+use crate::observe::metrics::Metrics;
+use crate::pipeline::State;
+use crate::policy::compile::Context;
+use crate::policy::snapshot::Policies;
+use crate::policy::watch;
+use crate::proxy::forward::Forwarder;
+use crate::proxy::headers::IdentityNames;
+use crate::proxy::listener;
+
+pub struct Options {
+    /// Write access-log lines to stdout.
+    pub access_log: bool,
+    /// Watch the policy files and reload on change.
+    pub watch: bool,
+}
+
+/// A started proxy. Dropping it does not stop it; call `shutdown`.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<State>,
+    stop: channel::Sender<bool>,
+    serving: JoinHandle<()>,
+}
+
+impl Running {
+    /// Readiness goes 503, the listener closes, in-flight requests finish (bounded by
+    /// `drain_timeout`).
+    pub async fn shutdown(self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        let _ = self.serving.await;
+    }
+}
+
+pub fn context(config: &Config) -> Context {
+    Context {
+        upstreams: Some(config.upstreams.iter().map(|u| u.name.clone()).collect()),
+        identity_prefix: config.identity_header_prefix.clone(),
+    }
+}
+
+pub async fn start(config: Config, options: Options) -> Result<Running, String> {
+    let (policies, warnings) =
+        Policies::load(&config.policy_file, context(&config)).map_err(|e| e.to_string())?;
+    for w in warnings {
+        tracing::warn!(warning = %w, "policy");
+    }
+    let policies = Arc::new(policies);
+    let metrics = Arc::new(Metrics::new());
+    metrics.generation.set(policies.current().generation as i64);
+    let replay = match &config.replay_store {
+        ReplayStoreConfig::Memory => ReplayStore::memory(),
+        ReplayStoreConfig::Redis(url) => ReplayStore::redis(url)
+            .await
+            .map_err(|e| format!("replay_store: {e}"))?,
+    };
+    let limiter = match replay.redis_connection() {
+        Some(conn) => Limiter::redis(conn),
+        None => Limiter::memory(),
+    };
+    let tls = config
+        .tls
+        .as_ref()
+        .map(listener::tls_acceptor)
+        .transpose()
+        .map_err(|e| format!("tls: {e}"))?;
+    let public = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", config.listen))?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| format!("admin_listen {}: {e}", config.admin_listen))?;
+    let addr = public.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+
+    let state = Arc::new(State {
+        names: IdentityNames::new(&config.identity_header_prefix).map_err(|e| e.to_string())?,
+        forwarder: Forwarder::new(&config),
+        token_cache: TokenCache::new(100_000),
+        replay,
+        limiter,
+        metrics: metrics.clone(),
+        access_log: AccessLog::new(options.access_log),
+        draining: AtomicBool::new(false),
+        policies: policies.clone(),
+        config,
+    });
+
+    if options.watch {
+        let reload = watch::spawn(policies.clone(), metrics.clone())
+            .map_err(|e| format!("policy watcher: {e}"))?;
+        spawn_sighup(reload);
+    }
+    tokio::spawn(crate::admin::serve(state.clone(), admin));
+    let (stop, mut stopped) = channel::channel(false);
+    let serving = tokio::spawn(listener::serve(state.clone(), public, tls, async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    tracing::info!(%addr, %admin_addr, generation = policies.current().generation, "scopegate ready");
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        stop,
+        serving,
+    })
+}
+
+#[cfg(unix)]
+fn spawn_sighup(reload: tokio::sync::mpsc::UnboundedSender<watch::Trigger>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let _ = reload.send(watch::Trigger::Signal);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP"),
+    }
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_: tokio::sync::mpsc::UnboundedSender<watch::Trigger>) {}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,102 @@
+//! YAML loading with errors that name `file:line`, shared by the config and the policy.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A problem in an operator's file, located as precisely as the parser or the validator can.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub file: PathBuf,
+    pub line: u64,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        }
+    }
+}
+
+impl FileError {
+    pub fn new(file: &Path, line: u64, message: impl Into<String>) -> FileError {
+        FileError {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// All errors of one load, in file order, so `check` can print every one of them at once.
+#[derive(Debug, Clone, Default)]
+pub struct FileErrors(pub Vec<FileError>);
+
+impl fmt::Display for FileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FileErrors {}
+
+impl From<FileError> for FileErrors {
+    fn from(e: FileError) -> Self {
+        FileErrors(vec![e])
+    }
+}
+
+pub fn read(file: &Path) -> Result<String, FileError> {
+    std::fs::read_to_string(file).map_err(|e| FileError::new(file, 0, format!("cannot read: {e}")))
+}
+
+/// Parses YAML text; unknown keys are rejected by the types (`deny_unknown_fields`).
+pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(0);
+        // The rendered message may quote the offending source line; keep only the first
+        // line of the message itself so secrets written inline never reach a log.
+        let message = e.to_string();
+        let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+        FileError::new(file, line, message)
+    })
+}
+
+/// Resolves `p` against the directory of the file that names it (SPEC §1.1).
+pub fn resolve(base_file: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_file.parent().unwrap_or(Path::new(".")).join(p)
+    }
+}
+
+/// Durations are written `250ms`, `10s`, `5m`.
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim())
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+
+    pub mod option {
+        use super::*;
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
