@@ -72,6 +72,9 @@ pub struct State {
 pub struct Conn {
     pub peer: SocketAddr,
     pub https: bool,
+    /// The connection sent a header block with both Content-Length and Transfer-Encoding
+    /// (which the HTTP parser resolves silently; see `proxy::framing`).
+    pub ambiguous_framing: bool,
 }
 
 /// What the request did, gathered along the way for metrics and the access log.
@@ -130,7 +133,11 @@ async fn process(
     request_id: &str,
     t: &mut Trace,
 ) -> Result<Response<Body>, Error> {
-    check_head(&req, state.config.limits.max_header_bytes)?;
+    check_head(
+        &req,
+        conn.ambiguous_framing,
+        state.config.limits.max_header_bytes,
+    )?;
     let (mut parts, body) = req.into_parts();
     let normalized =
         path::normalize(parts.uri.path()).map_err(|e| Error::InvalidPath(e.to_string()))?;
@@ -372,7 +379,11 @@ async fn verify_token(
 }
 
 /// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).
-fn check_head(req: &Request<Incoming>, max_header_bytes: usize) -> Result<(), Error> {
+fn check_head(
+    req: &Request<Incoming>,
+    ambiguous_framing: bool,
+    max_header_bytes: usize,
+) -> Result<(), Error> {
     if !req.uri().path().starts_with('/') {
         return Err(Error::MalformedRequest("request target is not origin-form"));
     }
@@ -390,7 +401,7 @@ fn check_head(req: &Request<Incoming>, max_header_bytes: usize) -> Result<(), Er
         }
         let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
         if !te.is_empty() {
-            if h.contains_key(header::CONTENT_LENGTH) {
+            if ambiguous_framing || h.contains_key(header::CONTENT_LENGTH) {
                 return Err(Error::MalformedRequest(
                     "Content-Length with Transfer-Encoding",
                 ));

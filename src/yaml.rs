@@ -63,7 +63,7 @@ pub fn read(file: &Path) -> Result<String, FileError> {
 
 /// Parses YAML text; unknown keys are rejected by the types (`deny_unknown_fields`).
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
-    serde_saphyr::from_str::<T>(text).map_err(|e| {
+    serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
         // The rendered message may quote the offending source line; keep only the first
         // line of the message itself so secrets written inline never reach a log.
@@ -71,6 +71,20 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileErro
         let message = message.lines().next().unwrap_or("invalid YAML").to_string();
         FileError::new(file, line, message)
     })
+}
+
+/// The parser's defaults guard against hostile YAML (alias bombs, deep nesting) but cap a
+/// document at 250,000 nodes, below a policy with 100,000 API keys. Files here come from
+/// the operator, so the size caps are raised while the alias and depth guards stay.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 50_000_000;
+    budget.max_events = 100_000_000;
+    budget.max_total_scalar_bytes = 512 * 1024 * 1024;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options.emit_comments = false;
+    options
 }
 
 /// Resolves `p` against the directory of the file that names it (SPEC §1.1).

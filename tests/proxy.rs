@@ -20,6 +20,15 @@ async fn standard() -> (Upstream, Upstream, Proxy) {
     (up, sandbox, proxy)
 }
 
+/// method, path, headers, expected status, expected code
+type Case = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String)>,
+    u16,
+    &'static str,
+);
+
 fn bearer(v: &str) -> String {
     format!("Bearer {v}")
 }
@@ -157,7 +166,7 @@ async fn every_rejection_code() {
             .status,
         200
     );
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/v1/bots/a%2Fb", vec![], 400, "invalid_path"),
         (
             "GET",

@@ -31,9 +31,7 @@ impl<'a> Credential<'a> {
 /// Returns the request's credential, `None` when it carries none.
 pub fn extract(headers: &HeaderMap) -> Result<Option<Credential<'_>>, Error> {
     let bearer = single(headers, &AUTHORIZATION)?.and_then(|v| {
-        let (scheme, rest) = v
-            .split_once(|c: char| c == ' ' || c == '\t')
-            .unwrap_or((v, ""));
+        let (scheme, rest) = v.split_once([' ', '\t']).unwrap_or((v, ""));
         // Another scheme (Basic, Digest, ...) is not ours to read.
         scheme
             .eq_ignore_ascii_case("bearer")

@@ -16,7 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::Body;
+use super::{Body, framing};
 use crate::config::{Limits, Tls};
 use crate::pipeline::{self, Conn, State};
 
@@ -105,12 +105,16 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = Conn {
-                peer,
-                https: tls.is_some(),
-            };
+            let https = tls.is_some();
+            let ambiguous = framing::Ambiguous::default();
+            let flag = ambiguous.clone();
             let service = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
+                let conn = Conn {
+                    peer,
+                    https,
+                    ambiguous_framing: ambiguous.is_set(),
+                };
                 async move {
                     Ok::<Response<Body>, Infallible>(pipeline::handle(&state, conn, req).await)
                 }
@@ -120,7 +124,10 @@ pub async fn serve(
                     watcher
                         .watch(
                             builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .serve_connection_with_upgrades(
+                                    TokioIo::new(framing::Guard::new(stream, flag)),
+                                    service,
+                                )
                                 .into_owned(),
                         )
                         .await
@@ -132,7 +139,7 @@ pub async fn serve(
                                 .watch(
                                     builder
                                         .serve_connection_with_upgrades(
-                                            TokioIo::new(tls_stream),
+                                            TokioIo::new(framing::Guard::new(tls_stream, flag)),
                                             service,
                                         )
                                         .into_owned(),

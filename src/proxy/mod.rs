@@ -2,6 +2,7 @@
 //! decisions live in `pipeline`, `auth` and `authorize`.
 
 pub mod forward;
+pub mod framing;
 pub mod headers;
 pub mod listener;
 pub mod path;
