@@ -28,6 +28,8 @@ const JOSE_JSON: &str = "application/jose+json";
 pub struct Plan {
     app: Arc<App>,
     respond_as: Serialization,
+    /// HEAD: the response has no body to seal, only headers to keep from describing one.
+    head: bool,
 }
 
 impl Plan {
@@ -36,7 +38,7 @@ impl Plan {
     }
 }
 
-pub fn plan(permit: &Permit<'_>, request: &HeaderMap) -> Option<Plan> {
+pub fn plan(permit: &Permit<'_>, method: &http::Method, request: &HeaderMap) -> Option<Plan> {
     let route = permit.route()?;
     let app = match &permit.principal().identity {
         crate::auth::Identity::Jwt { app }
@@ -57,6 +59,7 @@ pub fn plan(permit: &Permit<'_>, request: &HeaderMap) -> Option<Plan> {
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case(JOSE_JSON))
         });
     Some(Plan {
+        head: method == http::Method::HEAD,
         app: app.clone(),
         respond_as: if wants_json {
             Serialization::Flattened
@@ -93,7 +96,15 @@ pub async fn open_request(
     };
     let opened = jwe::decrypt(&bytes, with, &jwe::ACCEPT_PAYLOAD)
         .map_err(|e| Error::InvalidEncryptedPayload(e.to_string()))?;
-    Ok((full(opened.plaintext), opened.cty))
+    // RFC 7515 §4.1.10: a `cty` without a '/' is short for `application/<cty>`.
+    let cty = opened.cty.map(|c| {
+        if c.contains('/') {
+            c
+        } else {
+            format!("application/{c}")
+        }
+    });
+    Ok((full(opened.plaintext), cty))
 }
 
 /// Gives the upstream the headers of the plaintext: its content type and length.
@@ -117,9 +128,39 @@ pub fn restore_request_headers(headers: &mut HeaderMap, content_type: Option<Str
     }
 }
 
-/// Encrypts the upstream's response body to the client.
+/// The client's `Accept` names the wire format (JOSE); the upstream must not negotiate on
+/// it. Other media ranges the client listed stay.
+pub fn upstream_accept(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|m| {
+            let media = m.split(';').next().unwrap_or("").trim();
+            !media.eq_ignore_ascii_case(JOSE) && !media.eq_ignore_ascii_case(JOSE_JSON)
+        })
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::ACCEPT);
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        if !kept.is_empty() {
+            headers.insert(header::ACCEPT, v);
+        }
+    }
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+}
+
+/// Encrypts the upstream's response body to the client. Every response of an encrypted
+/// exchange is described as JOSE, even one without a body (HEAD, 204, 304), so headers
+/// never reveal the plaintext's type or length.
 pub async fn seal_response(
     plan: &Plan,
+    status: http::StatusCode,
     headers: &mut HeaderMap,
     body: Incoming,
     limit: usize,
@@ -127,9 +168,6 @@ pub async fn seal_response(
     let plaintext: Bytes = read_limited(Either::Left(body), limit)
         .await
         .map_err(|e| Error::EncryptionFailed(format!("upstream body: {e}")))?;
-    if plaintext.is_empty() {
-        return Ok(full(plaintext));
-    }
     // We asked for `identity`; a compressed body would be sealed under a wrong `cty`.
     if headers
         .get(header::CONTENT_ENCODING)
@@ -139,20 +177,34 @@ pub async fn seal_response(
             "upstream ignored Accept-Encoding: identity".into(),
         ));
     }
-    let recipient = plan
-        .recipient()
-        .ok_or_else(|| Error::EncryptionFailed("no recipient key".into()))?;
-    let cty = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let sealed = jwe::encrypt(&plaintext, cty, recipient, plan.respond_as)
-        .map_err(|e| Error::EncryptionFailed(e.to_string()))?;
     let media = match plan.respond_as {
         Serialization::Compact => JOSE,
         Serialization::Flattened => JOSE_JSON,
     };
+    let bodiless = plan.head
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED;
+    let sealed = if bodiless {
+        Bytes::new()
+    } else {
+        let recipient = plan
+            .recipient()
+            .ok_or_else(|| Error::EncryptionFailed("no recipient key".into()))?;
+        let cty = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        Bytes::from(
+            jwe::encrypt(&plaintext, cty, recipient, plan.respond_as)
+                .map_err(|e| Error::EncryptionFailed(e.to_string()))?,
+        )
+    };
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(sealed.len()));
+    headers.append(header::VARY, HeaderValue::from_static("Accept"));
+    if plan.head || status == http::StatusCode::NOT_MODIFIED {
+        headers.remove(header::CONTENT_LENGTH);
+    } else {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(sealed.len()));
+    }
     // Validators and digests describe the plaintext; they must not leak alongside ciphertext.
     for h in [
         header::ETAG,

@@ -175,7 +175,7 @@ async fn process(
     t.auth = auth_started.elapsed();
     state.metrics.auth_duration.observe(t.auth.as_secs_f64());
 
-    let seal = payload::plan(&permit, &parts.headers);
+    let seal = payload::plan(&permit, &parts.method, &parts.headers);
     if let Some(plan) = &seal {
         let (decrypted, content_type) = payload::open_request(
             plan,
@@ -211,10 +211,7 @@ async fn process(
         &forwarding,
     );
     if seal.is_some() {
-        parts.headers.insert(
-            header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
+        payload::upstream_accept(&mut parts.headers);
     }
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{normalized}?{q}"),
@@ -249,6 +246,7 @@ async fn process(
         Some(plan) => {
             payload::seal_response(
                 plan,
+                parts.status,
                 &mut parts.headers,
                 body,
                 state.config.limits.max_body_bytes,

@@ -11,7 +11,10 @@ pub fn api_key(i: usize) -> String {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes()))
+    hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        s.as_bytes(),
+    ))
 }
 
 /// A policy with `apps` HS256 apps (`app-0` …), `keys` API keys and `routes` routes
@@ -23,16 +26,26 @@ pub fn policy(apps: usize, keys: usize, routes: usize, extra_apps: &str) -> Stri
     s.push_str("  - { id: bot-read, methods: [GET], path: \"/v1/bots/{botId}\", auth: [jwt, api_key], scopes: [bots:read], resource: { kind: bots, param: botId } }\n");
     s.push_str("  - { id: open, methods: [GET], path: /open, auth: [none] }\n");
     for i in 2..routes {
-        let _ = writeln!(s, "  - {{ id: r{i}, methods: [GET, POST], path: \"/api/public/bot/{{botId}}/family{i}/{{item}}\", auth: [jwt], scopes: [bots:read], resource: {{ kind: bots, param: botId }} }}");
+        let _ = writeln!(
+            s,
+            "  - {{ id: r{i}, methods: [GET, POST], path: \"/api/public/bot/{{botId}}/family{i}/{{item}}\", auth: [jwt], scopes: [bots:read], resource: {{ kind: bots, param: botId }} }}"
+        );
     }
     s.push_str("apps:\n");
     for i in 0..apps {
-        let _ = writeln!(s, "  - {{ client_id: app-{i}, algorithms: [HS256], secret: {{ value: {HS_SECRET} }}, scopes: [bots:read], resources: {{ bots: [\"*\"] }} }}");
+        let _ = writeln!(
+            s,
+            "  - {{ client_id: app-{i}, algorithms: [HS256], secret: {{ value: {HS_SECRET} }}, scopes: [bots:read], resources: {{ bots: [\"*\"] }} }}"
+        );
     }
     s.push_str(extra_apps);
     s.push_str("api_keys:\n");
     for i in 0..keys {
-        let _ = writeln!(s, "  - {{ id: key-{i}, sha256: {}, scopes: [bots:read], resources: {{ bots: [\"*\"] }} }}", sha256_hex(&api_key(i)));
+        let _ = writeln!(
+            s,
+            "  - {{ id: key-{i}, sha256: {}, scopes: [bots:read], resources: {{ bots: [\"*\"] }} }}",
+            sha256_hex(&api_key(i))
+        );
     }
     s
 }

@@ -57,7 +57,8 @@ impl TokenCache {
     pub fn insert(&self, key: [u8; 32], verified: Arc<Verified>, now_unix: f64) {
         let ttl = match verified.exp {
             Some(exp) if exp > now_unix => {
-                Duration::from_secs_f64(exp - now_unix).min(MAX_ENTRY_LIFETIME)
+                // Cap before converting: a signed `exp` of 1e20 must not overflow a Duration.
+                Duration::from_secs_f64((exp - now_unix).min(MAX_ENTRY_LIFETIME.as_secs_f64()))
             }
             Some(_) => return,
             None => MAX_ENTRY_LIFETIME,

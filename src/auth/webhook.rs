@@ -32,7 +32,7 @@ pub fn verify(w: &Webhook, header: Option<&str>, body: &[u8], now_unix: i64) -> 
     if !ok {
         return Err(Error::InvalidSignature("signature mismatch"));
     }
-    if (now_unix - t).unsigned_abs() > w.tolerance_secs {
+    if now_unix.saturating_sub(t).unsigned_abs() > w.tolerance_secs {
         return Err(Error::StaleSignature);
     }
     Ok(())

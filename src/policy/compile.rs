@@ -63,13 +63,35 @@ pub fn compile_bytes(file: &Path, bytes: &[u8], ctx: &Context) -> Result<Compile
     let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
     let text =
         std::str::from_utf8(bytes).map_err(|_| FileError::new(file, 0, "policy is not UTF-8"))?;
+    // JSON is YAML, and machine-generated policies (100,000 keys) are often written as JSON:
+    // serde_json reads them about ten times faster than the YAML parser. It carries no
+    // source positions, so when such a policy is refused it is read again as YAML, only to
+    // put line numbers on the errors.
+    if text.trim_start().starts_with('{') {
+        if let Ok(raw) = serde_json::from_str::<RawPolicy>(text) {
+            if let Ok(compiled) = compile_raw(file, raw, ctx, sha256.clone()) {
+                return Ok(compiled);
+            }
+        }
+    }
     let raw: RawPolicy = yaml::parse(file, text)?;
+    compile_raw(file, raw, ctx, sha256)
+}
+
+fn compile_raw(
+    file: &Path,
+    raw: RawPolicy,
+    ctx: &Context,
+    sha256: String,
+) -> Result<Compiled, FileErrors> {
     let mut c = Compiler {
         file,
         ctx,
         errors: Vec::new(),
         warnings: Vec::new(),
         files: Vec::new(),
+        scope_memo: Vec::new(),
+        grant_memo: Vec::new(),
     };
     let policy = c.policy(raw);
     if !c.errors.is_empty() {
@@ -90,6 +112,22 @@ struct Compiler<'a> {
     errors: Vec<FileError>,
     warnings: Vec<FileError>,
     files: Vec<PathBuf>,
+    /// Recently built scope sets and grants: generated policies repeat the same few across
+    /// thousands of keys, and sharing them saves most of a large policy's allocations.
+    scope_memo: Vec<(Vec<String>, ScopeSet, HeaderValue)>,
+    grant_memo: Vec<(BTreeMap<String, RawGrant>, Arc<Grants>)>,
+}
+
+const MEMO: usize = 16;
+
+/// Names the item an error is about, formatted only when an error is actually reported
+/// (a large policy has 100,000 items and, normally, no errors).
+struct What<'a>(&'static str, &'a str);
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.0, self.1)
+    }
 }
 
 fn line<T>(s: &Spanned<T>) -> u64 {
@@ -153,7 +191,7 @@ impl Compiler<'_> {
             }
         }
 
-        let mut apps = HashMap::new();
+        let mut apps = HashMap::with_capacity(raw.apps.len());
         for a in raw.apps {
             let l = line(&a);
             if let Some(app) = self.app(&scopes, l, a.value) {
@@ -167,14 +205,20 @@ impl Compiler<'_> {
             }
         }
 
-        let mut api_keys = HashMap::new();
-        let mut key_ids = HashSet::new();
+        let mut key_ids = HashSet::with_capacity(raw.api_keys.len());
+        for k in &raw.api_keys {
+            if !key_ids.insert(k.value.id.as_str()) {
+                self.err(
+                    line(k),
+                    format!("api key id {:?} is used twice", k.value.id),
+                );
+            }
+        }
+        drop(key_ids);
+        let mut api_keys = HashMap::with_capacity(raw.api_keys.len());
         for k in raw.api_keys {
             let l = line(&k);
             let k = k.value;
-            if !key_ids.insert(k.id.clone()) {
-                self.err(l, format!("api key id {:?} is used twice", k.id));
-            }
             if let Some((hash, key)) = self.api_key(&scopes, l, k) {
                 if api_keys.insert(hash, Arc::new(key)).is_some() {
                     self.err(l, "two api keys have the same sha256");
@@ -221,7 +265,12 @@ impl Compiler<'_> {
         }
     }
 
-    fn scope_set(&mut self, scopes: &Scopes, names: &[Spanned<String>], what: &str) -> ScopeSet {
+    fn scope_set(
+        &mut self,
+        scopes: &Scopes,
+        names: &[Spanned<String>],
+        what: &What<'_>,
+    ) -> ScopeSet {
         for n in names {
             if scopes.get(&n.value).is_none() {
                 self.err(
@@ -239,7 +288,7 @@ impl Compiler<'_> {
         l: u64,
         r: raw::RawRoute,
     ) -> Option<(Route, Template, Methods)> {
-        let what = format!("route {:?}", r.id);
+        let what = What("route", &r.id);
         let template = match Template::parse(&r.path.value) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -352,7 +401,7 @@ impl Compiler<'_> {
         Some((route, template?, methods?))
     }
 
-    fn methods(&mut self, what: &str, list: &[Spanned<String>]) -> Option<Methods> {
+    fn methods(&mut self, what: &What<'_>, list: &[Spanned<String>]) -> Option<Methods> {
         if list.is_empty() {
             self.err(0, format!("{what}: methods must not be empty"));
             return None;
@@ -385,7 +434,7 @@ impl Compiler<'_> {
         Some(Methods::List(out))
     }
 
-    fn upstream(&mut self, l: u64, name: &str, what: &str) -> usize {
+    fn upstream(&mut self, l: u64, name: &str, what: &What<'_>) -> usize {
         match &self.ctx.upstreams {
             Some(names) => match names.iter().position(|n| n == name) {
                 Some(i) => i,
@@ -409,7 +458,50 @@ impl Compiler<'_> {
         }
     }
 
-    fn grants(&mut self, l: u64, raw: &BTreeMap<String, RawGrant>, what: &str) -> Grants {
+    /// A principal's scopes and their `x-auth-scopes` value, shared with identical ones.
+    fn principal_scopes(
+        &mut self,
+        scopes: &Scopes,
+        names: &[Spanned<String>],
+        what: &What<'_>,
+    ) -> (ScopeSet, HeaderValue) {
+        let same = |m: &(Vec<String>, ScopeSet, HeaderValue)| {
+            m.0.len() == names.len() && m.0.iter().zip(names).all(|(a, b)| *a == b.value)
+        };
+        if let Some(m) = self.scope_memo.iter().find(|m| same(m)) {
+            return (m.1.clone(), m.2.clone());
+        }
+        let set = self.scope_set(scopes, names, what);
+        let header = scopes_header(scopes, &set);
+        if self.scope_memo.len() == MEMO {
+            self.scope_memo.remove(0);
+        }
+        self.scope_memo.push((
+            names.iter().map(|n| n.value.clone()).collect(),
+            set.clone(),
+            header.clone(),
+        ));
+        (set, header)
+    }
+
+    fn shared_grants(
+        &mut self,
+        l: u64,
+        raw: &BTreeMap<String, RawGrant>,
+        what: &What<'_>,
+    ) -> Arc<Grants> {
+        if let Some(m) = self.grant_memo.iter().find(|m| &m.0 == raw) {
+            return m.1.clone();
+        }
+        let g = Arc::new(self.grants(l, raw, what));
+        if self.grant_memo.len() == MEMO {
+            self.grant_memo.remove(0);
+        }
+        self.grant_memo.push((raw.clone(), g.clone()));
+        g
+    }
+
+    fn grants(&mut self, l: u64, raw: &BTreeMap<String, RawGrant>, what: &What<'_>) -> Grants {
         let mut out = HashMap::new();
         for (kind, g) in raw {
             let mut kg = KindGrant::default();
@@ -448,7 +540,7 @@ impl Compiler<'_> {
     }
 
     fn app(&mut self, scopes: &Scopes, l: u64, a: raw::RawApp) -> Option<App> {
-        let what = format!("app {:?}", a.client_id);
+        let what = What("app", &a.client_id);
         if a.client_id.is_empty() {
             self.err(l, "app client_id must not be empty");
         }
@@ -546,8 +638,8 @@ impl Compiler<'_> {
                 }
             }
         });
-        let app_scopes = self.scope_set(scopes, &a.scopes, &what);
-        let grants = self.grants(l, &a.resources, &what);
+        let (app_scopes, app_scopes_header) = self.principal_scopes(scopes, &a.scopes, &what);
+        let grants = self.shared_grants(l, &a.resources, &what);
         let mut claims_to_headers = Vec::new();
         for (claim, header) in &a.claims_to_headers {
             let h = header.to_ascii_lowercase();
@@ -586,7 +678,7 @@ impl Compiler<'_> {
             single_use_jti: a.single_use_jti,
             enforce_jwe: a.enforce_jwe,
             payload_encryption,
-            scopes_header: scopes_header(scopes, &app_scopes),
+            scopes_header: app_scopes_header,
             scopes: app_scopes,
             grants,
             claims_to_headers,
@@ -594,7 +686,7 @@ impl Compiler<'_> {
         })
     }
 
-    fn rate_limit(&mut self, l: u64, r: &raw::RawRateLimit, what: &str) -> Option<RateLimit> {
+    fn rate_limit(&mut self, l: u64, r: &raw::RawRateLimit, what: &What<'_>) -> Option<RateLimit> {
         if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 {
             self.err(
                 l,
@@ -614,11 +706,11 @@ impl Compiler<'_> {
         l: u64,
         k: raw::RawApiKey,
     ) -> Option<([u8; 32], ApiKey)> {
-        let what = format!("api key {:?}", k.id);
-        let hash = match hex::decode(&k.sha256) {
-            Ok(b) if k.sha256.len() == 64 => <[u8; 32]>::try_from(b).ok(),
-            _ => None,
-        };
+        let what = What("api key", &k.id);
+        let mut decoded = [0u8; 32];
+        let hash = hex::decode_to_slice(&k.sha256, &mut decoded)
+            .ok()
+            .map(|()| decoded);
         if hash.is_none() {
             self.err(l, format!("{what}: sha256 must be 64 hex characters"));
         }
@@ -631,8 +723,8 @@ impl Compiler<'_> {
                 }
             }
         });
-        let key_scopes = self.scope_set(scopes, &k.scopes, &what);
-        let grants = self.grants(l, &k.resources, &what);
+        let (key_scopes, key_scopes_header) = self.principal_scopes(scopes, &k.scopes, &what);
+        let grants = self.shared_grants(l, &k.resources, &what);
         let rate_limit = k
             .rate_limit
             .as_ref()
@@ -643,7 +735,7 @@ impl Compiler<'_> {
                 name: k.name.unwrap_or_else(|| k.id.clone()),
                 id: k.id,
                 environment: k.environment,
-                scopes_header: scopes_header(scopes, &key_scopes),
+                scopes_header: key_scopes_header,
                 scopes: key_scopes,
                 grants,
                 expires,
@@ -665,7 +757,7 @@ impl Compiler<'_> {
         }
     }
 
-    fn secret(&mut self, l: u64, s: &SecretRef, what: &str) -> Option<Secret> {
+    fn secret(&mut self, l: u64, s: &SecretRef, what: &What<'_>) -> Option<Secret> {
         let bytes = match s {
             SecretRef::Env(name) => match std::env::var(name) {
                 Ok(v) if !v.is_empty() => v.into_bytes(),
@@ -699,7 +791,7 @@ impl Compiler<'_> {
         Some(Secret(bytes))
     }
 
-    fn public_key(&mut self, l: u64, p: &Path, what: &str) -> Option<PublicKey> {
+    fn public_key(&mut self, l: u64, p: &Path, what: &What<'_>) -> Option<PublicKey> {
         let pem = self.read_file(l, p, "public_key_file")?;
         let kind = pem_public_key_kind(&pem);
         let key = match kind {

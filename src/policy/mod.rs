@@ -48,13 +48,11 @@ impl Scopes {
     }
 
     pub fn set<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> ScopeSet {
-        let mut s = ScopeSet::empty(self.names.len());
-        for n in names {
-            if let Some(i) = self.get(n) {
-                s.insert(i);
-            }
+        let mut words = vec![0u64; self.names.len().div_ceil(64)];
+        for i in names.into_iter().filter_map(|n| self.get(n)) {
+            words[i / 64] |= 1 << (i % 64);
         }
-        s
+        ScopeSet(words.into())
     }
 
     pub fn len(&self) -> usize {
@@ -86,16 +84,14 @@ impl Scopes {
     }
 }
 
-/// A set of scopes of one catalogue.
+/// A set of scopes of one catalogue. Shared, because every request's principal carries
+/// one: cloning it is a reference-count increment.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ScopeSet(Box<[u64]>);
+pub struct ScopeSet(Arc<[u64]>);
 
 impl ScopeSet {
     pub fn empty(catalogue: usize) -> ScopeSet {
-        ScopeSet(vec![0; catalogue.div_ceil(64)].into_boxed_slice())
-    }
-    fn insert(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
+        ScopeSet(vec![0; catalogue.div_ceil(64)].into())
     }
     pub fn contains(&self, i: usize) -> bool {
         self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
@@ -236,7 +232,7 @@ pub struct App {
     pub payload_encryption: Option<Recipient>,
     pub scopes: ScopeSet,
     pub scopes_header: HeaderValue,
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
     pub claims_to_headers: Vec<(String, HeaderName)>,
     pub rate_limit: Option<RateLimit>,
 }
@@ -258,7 +254,7 @@ pub struct ApiKey {
     pub environment: Environment,
     pub scopes: ScopeSet,
     pub scopes_header: HeaderValue,
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
     /// Unix seconds.
     pub expires: Option<i64>,
     pub disabled: bool,

@@ -106,7 +106,7 @@ pub enum SecretRef {
 
 /// Per-kind resource grants: a list grants every action on the items, a map grants
 /// the listed actions per item. `"*"` stands for any item.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum RawGrant {
     List(Vec<String>),

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Turns the raw measurements of run.sh into the markdown report.
+
+    report.py WORKDIR
+
+reads WORKDIR/raw.jsonl (one object per measurement), WORKDIR/startup-*.json and
+WORKDIR/meta.json, and prints the report: machine, method, one table (medians over the
+rounds), and the issue's targets with the measured ratios.
+"""
+
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Display order and labels; "extra" targets run in the same rounds but without the
+# fixed-rate latency phase.
+TARGETS = [
+    ("direct", "direct to upstream (no proxy)"),
+    ("sg-none", "scopegate, `auth: [none]` route"),
+    ("sg-hs256", "scopegate, HS256 JWT"),
+    ("sg-rs256", "scopegate, RS256 JWT (cache hit)"),
+    ("sg-apikey", "scopegate, API key (100-key policy)"),
+    ("haproxy-plain", "HAProxy 2.6, plain proxy"),
+    ("haproxy-jwt", "HAProxy 2.6, `jwt_verify` HS256 + claim checks"),
+    ("sg-apikey-big", "scopegate, API key (10k-app/100k-key policy) *"),
+    ("sg-hs256-log", "scopegate, HS256 JWT, access log to a file *"),
+]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, digits=1):
+    return "–" if x is None else f"{x:,.{digits}f}"
+
+
+def spread(xs, digits=1):
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return fmt(xs[0], digits)
+    return f"{fmt(med(xs), digits)} ({fmt(min(xs), digits)}–{fmt(max(xs), digits)})"
+
+
+def load_rows(work: Path):
+    rows = [json.loads(l) for l in (work / "raw.jsonl").read_text().splitlines() if l.strip()]
+    by = {}
+    for r in rows:
+        by.setdefault(r["target"], {"load": [], "latency": []})[r["phase"]].append(r)
+    return by
+
+
+def socket_errors(w):
+    return w["connect"] + w["read"] + w["write"] + w["timeout"]
+
+
+def summarize(entry):
+    """Per-round figures of one target, and its error count."""
+    cpu, up_cpu, rps, p50, p99, errors = [], [], [], [], [], 0
+    for r in entry["load"]:
+        w = r["wrk"]
+        n = w["requests"]
+        errors += w["status"] + socket_errors(w)
+        if n:
+            if r["proxy_ticks"] is not None:
+                cpu.append(r["proxy_ticks"] * 1e6 / CLK_TCK / n)
+            up_cpu.append(r["upstream_ticks"] * 1e6 / CLK_TCK / n)
+            rps.append(n / (w["duration_us"] / 1e6))
+    rounds_p99 = {}
+    for r in entry["latency"]:
+        p50.append(r["p50_us"])
+        p99.append(r["p99_us"])
+        rounds_p99[r["round"]] = r["p99_us"]
+        errors += r["errors"]
+    return {
+        "cpu": cpu,
+        "up_cpu": up_cpu,
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "rounds_p99": rounds_p99,
+        "errors": errors,
+        "requests": sum(r["wrk"]["requests"] for r in entry["load"])
+        + sum(r["requests"] for r in entry["latency"]),
+    }
+
+
+def p99_added(s, direct):
+    """Median over rounds of (target p99 - direct p99), paired by round."""
+    diffs = [s["rounds_p99"][k] - direct["rounds_p99"][k]
+             for k in s["rounds_p99"] if k in direct["rounds_p99"]]
+    return med(diffs)
+
+
+def check(ok, text):
+    return f"- {'✅' if ok else '❌'} {text}"
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    meta = json.loads((work / "meta.json").read_text())
+    by = load_rows(work)
+    s = {name: summarize(by[name]) for name, _ in TARGETS if name in by}
+    direct = s.get("direct")
+
+    out = []
+    out.append(f"### Load benchmark, {meta['date']}")
+    out.append("")
+    out.append(f"Machine: {meta['nproc']} × {meta['cpu']}, {meta['mem']}, Linux {meta['kernel']}, "
+               f"{meta['os']}. Tools: {meta['haproxy']}, {meta['wrk']}, {meta['rate_tool_version']}.")
+    out.append("")
+    out.append(
+        f"Method: every target sits in front of the same upstream (HAProxy answering `200 ok` "
+        f"itself). Proxy and upstream are pinned to CPU {meta['proxy_cpu']} (scopegate's tokio runs "
+        f"one worker, HAProxy one thread), the load generator to CPU {meta['load_cpu']}. "
+        f"{meta['rounds']} interleaved round(s) (order rotated each round); medians, with "
+        f"min–max for CPU. **CPU µs/req** = Δ(utime+stime) of the proxy process over a "
+        f"`wrk -t1 -c{meta['conns']} -d{meta['duration']}s` run ÷ requests served (upstream's "
+        f"own CPU shown apart); **req/s** from the same run. **p50/p99** at a fixed "
+        f"{meta['rate']:,} req/s for {meta['lat_duration']} s over {meta['lat_conns']} connections, "
+        f"{meta['rate_method']}. Every request carries a bearer token (the HS256 one unless the "
+        f"target needs another), so request sizes match. scopegate runs with `log: {{ level: error }}` "
+        f"and its access log (always on) sent to /dev/null, except the target that writes it to a file."
+    )
+    out.append("")
+
+    bad = [(n, s[n]["errors"]) for n, _ in TARGETS if n in s and s[n]["errors"]]
+    for n, e in bad:
+        out.append(f"**⚠ {n}: {e:,} non-2xx responses or socket errors — its figures are NOT valid.**")
+    if bad:
+        out.append("")
+
+    out.append("| target | proxy CPU µs/req | upstream CPU µs/req | req/s @ "
+               f"{meta['conns']} conns | p50 µs | p99 µs | p99 added vs direct µs | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, label in TARGETS:
+        if name not in s:
+            continue
+        x = s[name]
+        added = None if name == "direct" or not direct or not x["p99"] else p99_added(x, direct)
+        errors = f"**{x['errors']:,} ⚠**" if x["errors"] else f"0 of {x['requests']:,}"
+        out.append(
+            f"| {label} | {spread(x['cpu'])} | {fmt(med(x['up_cpu']))} | {fmt(med(x['rps']), 0)} | "
+            f"{fmt(med(x['p50']), 0)} | {fmt(med(x['p99']), 0)} | {fmt(added, 0)} | {errors} |"
+        )
+
+    out.append("")
+    out.append("\\* measured in the same rounds at fixed concurrency only (no fixed-rate phase).")
+    out.append("")
+
+    # The issue's targets.
+    def cpu(name):
+        return med(s[name]["cpu"]) if name in s and s[name]["cpu"] else None
+
+    out.append("Targets (issue 5):")
+    hs, none, rs, hj = cpu("sg-hs256"), cpu("sg-none"), cpu("sg-rs256"), cpu("haproxy-jwt")
+    if hs and hj:
+        out.append(check(hs <= hj, f"scopegate HS256 CPU/req ÷ HAProxy `jwt_verify` HS256 = "
+                                   f"{hs / hj:.2f} (target ≤ 1.00; {hs:.1f} vs {hj:.1f} µs)"))
+    if hs and none:
+        out.append(check(hs <= 1.15 * none, f"scopegate HS256 ÷ scopegate `auth: [none]` = "
+                                            f"{hs / none:.2f} (target ≤ 1.15)"))
+    if hs and rs:
+        out.append(check(rs <= 1.2 * hs, f"scopegate RS256 cache hit ÷ HS256 = {rs / hs:.2f} "
+                                         f"(target ≤ 1.20)"))
+    if direct:
+        for name in ("sg-none", "sg-hs256", "sg-rs256", "sg-apikey"):
+            if name in s and s[name]["p99"]:
+                a = p99_added(s[name], direct)
+                out.append(check(a is not None and a < 300,
+                                 f"p99 added over direct at {meta['rate']:,} req/s, {name}: "
+                                 f"{fmt(a, 0)} µs (target < 300)"))
+    for f in sorted(work.glob("startup-*.json")):
+        label = f.stem.removeprefix("startup-")
+        st = json.loads(f.read_text())
+        ms, rss, hwm = med(st["startup_ms"]), med(st["rss_kib"]) / 1024, med(st["hwm_kib"]) / 1024
+        desc = meta["startup_policies"].get(label, label)
+        if label == "big":
+            out.append(check(ms < 200, f"startup to ready, {desc}: {ms:,.0f} ms "
+                                       f"(median of {len(st['startup_ms'])}; target < 200)"))
+            out.append(check(rss < 64, f"idle RSS, {desc}: {rss:,.1f} MiB (peak {hwm:,.1f} MiB; "
+                                       f"target < 64)"))
+        else:
+            out.append(f"- (reference) startup to ready, {desc}: {ms:,.0f} ms; idle RSS {rss:,.1f} MiB")
+    if bad:
+        out.append("")
+        out.append("**⚠ Some targets had errors: see the warnings above the table.**")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
