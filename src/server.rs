@@ -26,7 +26,7 @@ use crate::proxy::listener;
 pub struct Options {
     /// Write access-log lines to stdout.
     pub access_log: bool,
-    /// Watch the policy files and reload on change.
+    /// Watch the policy files and reload on change (SIGHUP reloads either way).
     pub watch: bool,
 }
 
@@ -103,11 +103,9 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         config,
     });
 
-    if options.watch {
-        let reload = watch::spawn(policies.clone(), metrics.clone())
-            .map_err(|e| format!("policy watcher: {e}"))?;
-        spawn_sighup(reload);
-    }
+    let reload = watch::spawn(policies.clone(), metrics.clone(), options.watch)
+        .map_err(|e| format!("policy watcher: {e}"))?;
+    spawn_sighup(reload);
     tokio::spawn(crate::admin::serve(state.clone(), admin));
     let (stop, mut stopped) = channel::channel(false);
     let serving = tokio::spawn(listener::serve(state.clone(), public, tls, async move {

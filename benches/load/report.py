@@ -128,6 +128,10 @@ def main() -> None:
         f"and its access log (always on) sent to /dev/null, except the target that writes it to a file."
     )
     out.append("")
+    out.append(f"Load average (1/5/15 min) when the measurements started: {meta['loadavg'][0]}; "
+               f"when they ended: {meta['loadavg'][1]} (the measurement itself keeps about 2 busy; "
+               f"more means something else ran on the machine).")
+    out.append("")
 
     bad = [(n, s[n]["errors"]) for n, _ in TARGETS if n in s and s[n]["errors"]]
     for n, e in bad:

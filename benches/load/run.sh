@@ -120,11 +120,14 @@ log "cargo build --release"
 (cd "$REPO" && cargo build --release --quiet)
 SCOPEGATE=$REPO/target/release/scopegate
 
-mkdir -p "$WORK"
+# Policies live in a directory of their own: scopegate watches the directory of its policy
+# file, and the files this script writes as it goes must not trigger reload checks.
+POLICY_DIR=$WORK/policy
+mkdir -p "$POLICY_DIR"
 log "work directory: $WORK"
-python3 "$HERE/gen.py" "$WORK" "$REPO"
+python3 "$HERE/gen.py" "$POLICY_DIR" "$REPO"
 # shellcheck source=/dev/null
-source "$WORK/creds.env" # HS_SECRET HS_TOKEN RS_TOKEN API_KEY BIG_API_KEY
+source "$POLICY_DIR/creds.env" # HS_SECRET HS_TOKEN RS_TOKEN API_KEY BIG_API_KEY
 
 # Free loopback ports, chosen by the kernel (bind to port 0), all at once so they differ.
 free_ports() {
@@ -152,9 +155,9 @@ upstreams: { default: "http://127.0.0.1:$UP_PORT" }
 log: { level: error }
 EOF
 }
-scopegate_config main "$SG_PORT" "$SG_ADMIN" "$WORK/policy.yaml"
-scopegate_config big "$SGBIG_PORT" "$SGBIG_ADMIN" "$WORK/policy-big.yaml"
-scopegate_config log "$SGLOG_PORT" "$SGLOG_ADMIN" "$WORK/policy.yaml"
+scopegate_config main "$SG_PORT" "$SG_ADMIN" "$POLICY_DIR/policy.yaml"
+scopegate_config big "$SGBIG_PORT" "$SGBIG_ADMIN" "$POLICY_DIR/policy-big.yaml"
+scopegate_config log "$SGLOG_PORT" "$SGLOG_ADMIN" "$POLICY_DIR/policy.yaml"
 
 # ---------------------------------------------------------------- servers
 # All pinned to PROXY_CPU: HAProxy runs one thread (nbthread 1) and scopegate's tokio one
@@ -260,7 +263,7 @@ measure_latency() {
     local t=$1 round=$2
     if [[ $RATE_TOOL == oha ]]; then
         bounded taskset -c "$LOAD_CPU" timeout $((LAT_DURATION + 30)) "$OHA" --no-tui \
-            --output-format json -q "$RATE" -z "${LAT_DURATION}s" -c "$LAT_CONNS" \
+            --worker-threads 1 --output-format json -q "$RATE" -z "${LAT_DURATION}s" -c "$LAT_CONNS" \
             --latency-correction -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
             >"$WORK/latency.out"
     else
@@ -276,6 +279,7 @@ measure_latency() {
 
 # ---------------------------------------------------------------- measure
 START=$SECONDS
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warm-up: 2 s per target (token cache, upstream connection pools)"
 for t in "${CORE[@]}" "${EXTRA[@]}"; do measure_load "$t" 0 2; done
 
@@ -313,10 +317,12 @@ if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
 fi
 
 log "startup to ready and idle RSS (10,000 apps, 100,000 keys; and the small policy)"
-bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$WORK/policy-big.yaml" \
+bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$POLICY_DIR/policy-big.yaml" \
     "$STARTUP_REPEATS" big >"$WORK/startup-big.json"
-bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$WORK/policy.yaml" 1 small \
+bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$POLICY_DIR/policy.yaml" 1 small \
     >"$WORK/startup-small.json"
+
+LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
 if [[ $RATE_TOOL == oha ]]; then
@@ -325,7 +331,7 @@ else
     rate_method="by wrk pacing each connection with a Lua delay() (closed loop, no coordinated-omission correction)"
 fi
 export WORK ROUNDS_DONE CONNS DURATION RATE LAT_DURATION LAT_CONNS PROXY_CPU LOAD_CPU rate_method
-export RATE_TOOL_VERSION
+export RATE_TOOL_VERSION LOADAVG_START LOADAVG_END
 RATE_TOOL_VERSION=$([[ $RATE_TOOL == oha ]] && "$OHA" --version || echo "wrk (paced)")
 python3 - <<'EOF'
 import json, os, platform, subprocess, time
@@ -345,6 +351,7 @@ meta = {
     "rounds": int(e["ROUNDS_DONE"]), "conns": int(e["CONNS"]), "duration": int(e["DURATION"]),
     "rate": int(e["RATE"]), "lat_duration": int(e["LAT_DURATION"]), "lat_conns": int(e["LAT_CONNS"]),
     "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"],
+    "loadavg": [e["LOADAVG_START"], e["LOADAVG_END"]],
     "startup_policies": {"big": "10,002 apps + 100,000 API keys (16 MB YAML)",
                          "small": "2 apps + 100 API keys"},
 }

@@ -47,9 +47,10 @@ impl Policies {
         file: &Path,
         ctx: Context,
     ) -> Result<(Policies, Vec<crate::yaml::FileError>), FileErrors> {
-        let compiled = compile::load(file, &ctx)?;
+        let bytes = read(file)?;
+        let compiled = compile::compile_bytes(file, &bytes, &ctx)?;
         let warnings = compiled.warnings.clone();
-        let snap = snapshot(compiled, 1, file);
+        let snap = snapshot(compiled, &bytes, 1);
         Ok((
             Policies {
                 file: file.to_path_buf(),
@@ -75,30 +76,31 @@ impl Policies {
     /// policy in force stays, and the error says why.
     pub fn reload(&self, metrics: &Metrics) -> Result<Reloaded, FileErrors> {
         let _guard = self.reload.lock().unwrap_or_else(|p| p.into_inner());
-        let result = compile::load(&self.file, &self.ctx);
-        let compiled = match result {
-            Ok(c) => c,
-            Err(e) => {
-                metrics.reloads.with_label_values(&["failure"]).inc();
-                return Err(e);
-            }
+        let failed = |e: FileErrors| {
+            metrics.reloads.with_label_values(&["failure"]).inc();
+            e
         };
-        let fp = fingerprint(&self.file, &compiled.referenced_files);
-        if fp == self.current.load().fingerprint {
+        let bytes = read(&self.file).map_err(failed)?;
+        // Editors and ConfigMap swaps fire several events per change: hash first, and only
+        // compile when some byte of the policy or a file it reads actually changed.
+        let current = self.current.load();
+        if fingerprint(&bytes, &current.referenced_files) == current.fingerprint {
             return Ok(Reloaded::Unchanged);
         }
+        drop(current);
+        let compiled = compile::compile_bytes(&self.file, &bytes, &self.ctx).map_err(failed)?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.current
-            .store(Arc::new(snapshot(compiled, generation, &self.file)));
+            .store(Arc::new(snapshot(compiled, &bytes, generation)));
         metrics.reloads.with_label_values(&["success"]).inc();
         metrics.generation.set(generation as i64);
         Ok(Reloaded::Swapped(generation))
     }
 }
 
-fn snapshot(c: compile::Compiled, generation: u64, file: &Path) -> Snapshot {
+fn snapshot(c: compile::Compiled, policy_bytes: &[u8], generation: u64) -> Snapshot {
     Snapshot {
-        fingerprint: fingerprint(file, &c.referenced_files),
+        fingerprint: fingerprint(policy_bytes, &c.referenced_files),
         policy: c.policy,
         generation,
         sha256: c.sha256,
@@ -107,9 +109,18 @@ fn snapshot(c: compile::Compiled, generation: u64, file: &Path) -> Snapshot {
     }
 }
 
-fn fingerprint(file: &Path, referenced: &[PathBuf]) -> [u8; 32] {
+fn read(file: &Path) -> Result<Vec<u8>, FileErrors> {
+    std::fs::read(file).map_err(|e| {
+        crate::yaml::FileError::new(file, 0, format!("cannot read policy: {e}")).into()
+    })
+}
+
+/// The policy's bytes and every referenced file's path and bytes (key files are small).
+fn fingerprint(policy: &[u8], referenced: &[PathBuf]) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for f in std::iter::once(file).chain(referenced.iter().map(PathBuf::as_path)) {
+    ctx.update(&(policy.len() as u64).to_le_bytes());
+    ctx.update(policy);
+    for f in referenced {
         ctx.update(f.as_os_str().as_encoded_bytes());
         ctx.update(&std::fs::read(f).unwrap_or_default());
     }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::snapshot::{Policies, Reloaded};
 use crate::observe::metrics::Metrics;
 
-const DEBOUNCE: Duration = Duration::from_millis(50);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Why a reload was attempted, for the log.
 #[derive(Debug, Clone, Copy)]
@@ -27,19 +27,29 @@ pub enum Trigger {
 }
 
 /// Runs until the process exits. Returns a sender other tasks (SIGHUP) use to ask for a reload.
+/// With `watch_files: false` only explicit triggers (SIGHUP) reload.
 pub fn spawn(
     policies: Arc<Policies>,
     metrics: Arc<Metrics>,
+    watch_files: bool,
 ) -> notify::Result<mpsc::UnboundedSender<Trigger>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let fs_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = fs_tx.send(Trigger::FileChange);
-        }
-    })?;
+    let mut watcher = if watch_files {
+        Some(notify::recommended_watcher(
+            move |res: notify::Result<notify::Event>| {
+                if res.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = fs_tx.send(Trigger::FileChange);
+                }
+            },
+        )?)
+    } else {
+        None
+    };
     let mut watched = BTreeSet::new();
-    rewatch(&mut watcher, &mut watched, &policies);
+    if let Some(w) = &mut watcher {
+        rewatch(w, &mut watched, &policies);
+    }
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             tokio::time::sleep(DEBOUNCE).await;
@@ -51,10 +61,12 @@ pub fn spawn(
             }
             let p = policies.clone();
             let m = metrics.clone();
+            let started = std::time::Instant::now();
             let outcome = tokio::task::spawn_blocking(move || p.reload(&m)).await;
+            let took_ms = started.elapsed().as_secs_f64() * 1e3;
             match outcome {
                 Ok(Ok(Reloaded::Swapped(generation))) => {
-                    tracing::info!(?trigger, generation, "policy reloaded");
+                    tracing::info!(?trigger, generation, took_ms, "policy reloaded");
                 }
                 Ok(Ok(Reloaded::Unchanged)) => tracing::debug!(?trigger, "policy unchanged"),
                 Ok(Err(errors)) => {
@@ -64,7 +76,9 @@ pub fn spawn(
                 }
                 Err(e) => tracing::error!(error = %e, "policy reload task failed"),
             }
-            rewatch(&mut watcher, &mut watched, &policies);
+            if let Some(w) = &mut watcher {
+                rewatch(w, &mut watched, &policies);
+            }
         }
     });
     Ok(tx)

@@ -157,6 +157,7 @@ pub struct Proxy {
 }
 
 pub struct ProxyBuilder {
+    watch: bool,
     policy: String,
     config_extra: String,
     upstreams: Vec<(String, String)>,
@@ -165,6 +166,7 @@ pub struct ProxyBuilder {
 impl ProxyBuilder {
     pub fn new(policy: &str) -> ProxyBuilder {
         ProxyBuilder {
+            watch: true,
             policy: policy.to_string(),
             config_extra: String::new(),
             upstreams: Vec::new(),
@@ -178,6 +180,12 @@ impl ProxyBuilder {
 
     pub fn upstream_url(mut self, name: &str, url: &str) -> Self {
         self.upstreams.push((name.into(), url.into()));
+        self
+    }
+
+    /// No file watching: only SIGHUP reloads.
+    pub fn without_file_watch(mut self) -> Self {
+        self.watch = false;
         self
     }
 
@@ -206,12 +214,32 @@ impl ProxyBuilder {
 
     pub async fn start(self) -> Proxy {
         let (dir, config_file, policy_file) = self.write();
-        let config = Config::load(&config_file).unwrap_or_else(|e| panic!("config: {e}"));
+        Proxy::start_with_options(dir, &config_file, policy_file, self.watch).await
+    }
+}
+
+impl Proxy {
+    /// Starts the proxy from a config file the test laid out itself.
+    pub async fn start_with(
+        dir: tempfile::TempDir,
+        config_file: &Path,
+        policy_file: PathBuf,
+    ) -> Proxy {
+        Proxy::start_with_options(dir, config_file, policy_file, true).await
+    }
+
+    async fn start_with_options(
+        dir: tempfile::TempDir,
+        config_file: &Path,
+        policy_file: PathBuf,
+        watch: bool,
+    ) -> Proxy {
+        let config = Config::load(config_file).unwrap_or_else(|e| panic!("config: {e}"));
         let running = server::start(
             config,
             Options {
                 access_log: false,
-                watch: true,
+                watch,
             },
         )
         .await
