@@ -1,0 +1,244 @@
+//! The `scopegate` binary itself: exit codes, `check` output, `token`, `key new`, and `run`
+//! with its access log and SIGTERM drain.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::policy::{self, *};
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_scopegate");
+
+fn scopegate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_a_good_policy_and_lists_every_error_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, policy::standard()).unwrap();
+    let (code, out, _) = scopegate(&["check", "--policy", good.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ok (4 scopes, 12 routes, 4 apps, 6 api keys"),
+        "{out}"
+    );
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nscopes: { a: x }\nroutes:\n  - { id: r, methods: [GET], path: \"/b/{id}\", auth: [jwt], scopes: [nope], resource: { kind: bots, param: botId } }\n  - { id: r, methods: [GET], path: \"/b/{x}\", auth: [jwt] }\napps:\n  - { client_id: c, algorithms: [none] }\n  - { client_id: d, algorithms: [HS256] }\napi_keys:\n  - { id: k, sha256: abc }\n",
+    )
+    .unwrap();
+    let (code, _, err) = scopegate(&["check", "--policy", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let path = bad.display().to_string();
+    for (line, what) in [
+        (4, "scope \"nope\" is not declared"),
+        (4, "resource param \"botId\" is not a parameter"),
+        (5, "route id \"r\" is used twice"),
+        (5, "another route already has method GET"),
+        (7, "alg \"none\" can never be allowed"),
+        (8, "HS* algorithms need a `secret`"),
+        (10, "sha256 must be 64 hex characters"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
+            "missing {line}: {what} in\n{err}"
+        );
+    }
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(&unknown, "version: 1\nroutes: []\nrouts: []\n").unwrap();
+    let (code, _, err) = scopegate(&["check", "--policy", unknown.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("{}:3:", unknown.display())) && err.contains("routs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_every_command_has_help() {
+    assert_eq!(scopegate(&["frobnicate"]).0, 2);
+    assert_eq!(scopegate(&["check"]).0, 2);
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["demo", "--help"],
+        &["check", "--help"],
+        &["token", "--help"],
+        &["key", "new", "--help"],
+    ] {
+        assert_eq!(scopegate(cmd).0, 0, "{cmd:?}");
+    }
+}
+
+#[test]
+fn key_new_prints_a_key_and_its_hash() {
+    let (code, out, _) = scopegate(&["key", "new", "--prefix", "sk_test_"]);
+    assert_eq!(code, 0);
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key:    "))
+        .unwrap();
+    let hash = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256: "))
+        .unwrap();
+    assert!(key.starts_with("sk_test_") && key.len() > 40);
+    assert_eq!(hash, policy::sha256(key));
+    assert_ne!(scopegate(&["key", "new"]).1, out, "keys are random");
+}
+
+#[tokio::test]
+async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
+    let up = Upstream::start().await;
+    let builder = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .upstream("sandbox", up.addr);
+    let (dir, config_file, _) = builder.write();
+    // Fixed ports are needed to reach the child; take free ones.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (addr, admin) = (free(), free());
+    let config = std::fs::read_to_string(&config_file).unwrap().replace(
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0",
+        &format!("listen: {addr}\nadmin_listen: {admin}"),
+    );
+    std::fs::write(&config_file, config).unwrap();
+
+    // `token` mints for an app of the same policy.
+    let policy_file = dir.path().join("policy.yaml");
+    let (code, token, _) = scopegate(&[
+        "token",
+        "--policy",
+        policy_file.to_str().unwrap(),
+        "--app",
+        "app-hs",
+        "--ttl",
+        "5m",
+    ]);
+    assert_eq!(code, 0);
+    let token = token.trim().to_string();
+
+    let mut child = Command::new(BIN)
+        .args(["run", "--config", config_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = format!("http://{admin}/readyz");
+    eventually(
+        Duration::from_secs(10),
+        "scopegate run becomes ready",
+        || {
+            let ready = ready.clone();
+            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) }
+        },
+    )
+    .await;
+    let base = format!("http://{addr}");
+    assert_eq!(
+        get(&format!("{base}/v1/bots/bot-1"), &[("auth", &token)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &format!("{base}/v1/bots/bot-1"),
+            &[("authorization", &format!("Bearer {KEY_READ}"))]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            &format!("{base}/v1/bots/bot-1?api_key={KEY_ADMIN}"),
+            &[("authorization", &format!("Bearer {KEY_DISABLED}"))]
+        )
+        .await
+        .status,
+        401
+    );
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    assert_eq!(
+        get(&format!("{base}/v1/bots/bot-1"), &[("auth", &forged)])
+            .await
+            .status,
+        401
+    );
+
+    // A slow request in flight when SIGTERM arrives still completes.
+    let slow_url = format!("{base}/public/slow");
+    let slow = tokio::spawn(async move { get(&slow_url, &[("x-test-delay-ms", "800")]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(slow.await.unwrap().status, 200, "in-flight request drained");
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "exit 0 after draining");
+
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    let lines: Vec<serde_json::Value> = BufReader::new(stdout.as_bytes())
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).expect("access log lines are JSON"))
+        .collect();
+    assert_eq!(lines.len(), 5, "one line per request:\n{stdout}");
+    assert_eq!(lines[0]["principal_kind"], "jwt");
+    assert_eq!(lines[0]["principal_id"], "app-hs");
+    assert_eq!(lines[0]["route"], "bot-read");
+    assert_eq!(lines[1]["principal_id"], "key-read");
+    assert_eq!(lines[2]["code"], "api_key_disabled");
+    assert_eq!(lines[3]["code"], "invalid_token");
+    for l in &lines {
+        for field in [
+            "time",
+            "request_id",
+            "method",
+            "path",
+            "status",
+            "duration_ms",
+        ] {
+            assert!(l.get(field).is_some(), "{field} missing in {l}");
+        }
+    }
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    for secret in [
+        token.as_str(),
+        &forged,
+        KEY_READ,
+        KEY_ADMIN,
+        KEY_DISABLED,
+        HS_SECRET,
+        WEBHOOK_SECRET,
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "a secret reached the logs: {secret}"
+        );
+    }
+}
