@@ -242,3 +242,57 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
         );
     }
 }
+
+#[test]
+fn shipped_example_policy_and_config_pass_check() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(REPO)
+            .env("REPORTING_CLIENT_SECRET", "example-secret")
+            .env("DATA_APP_CLIENT_SECRET", "example-secret-2")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["check", "--policy", "policies/example.yaml"]);
+    run(&["check", "--config", "policies/scopegate.yaml"]);
+}
+
+/// The sidecar manifest embeds a config and a policy; both must be valid.
+#[test]
+fn kubernetes_example_embeds_a_valid_config_and_policy() {
+    let manifest =
+        std::fs::read_to_string(std::path::Path::new(REPO).join("deploy/kubernetes/sidecar.yaml"))
+            .unwrap();
+    let block = |key: &str| -> String {
+        let start = manifest
+            .find(&format!("  {key}: |\n"))
+            .unwrap_or_else(|| panic!("{key} not in manifest"))
+            + key.len()
+            + 6;
+        manifest[start..]
+            .lines()
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, block("policy.yaml")).unwrap();
+    let config = dir.path().join("scopegate.yaml");
+    std::fs::write(
+        &config,
+        block("scopegate.yaml").replace(
+            "/etc/scopegate/policy/policy.yaml",
+            policy.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = scopegate(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
