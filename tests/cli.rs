@@ -135,7 +135,7 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
     assert_eq!(code, 0);
     let token = token.trim().to_string();
 
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(["run", "--config", config_file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -3,7 +3,7 @@
 //!
 //! Every token the proxy sees here is made by Python joserfc (tests/interop/jose_tool.py) or
 //! derived from one by editing bytes; scopegate's own JOSE code never produces a test input.
-//! Tokens are made in batches (tests/fixtures/jwt/jose_batch.py runs jose_tool's commands in
+//! Tokens are made in batches (tests/interop/jose_batch.py runs jose_tool's commands in
 //! one Python process) before a proxy starts, and each proxy instance serves a whole table of
 //! cases.
 
@@ -177,7 +177,7 @@ fn wrap(jws: &str, pubkey: &str, alg: &str, kid: Option<&str>, zip: bool) -> Job
     Job(a, None)
 }
 
-/// Runs the jobs in one Python process (tests/fixtures/jwt/jose_batch.py drives jose_tool's
+/// Runs the jobs in one Python process (tests/interop/jose_batch.py drives jose_tool's
 /// own commands) and returns their outputs in order. Fails, never skips, without Python.
 fn run(jobs: &[Job]) -> Vec<String> {
     use std::io::Write;
@@ -188,7 +188,7 @@ fn run(jobs: &[Job]) -> Vec<String> {
             .collect(),
     );
     let mut child = Command::new("python3")
-        .arg(jwt_fixture("jose_batch.py"))
+        .arg(Path::new(REPO).join("tests/interop/jose_batch.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -2,7 +2,7 @@
 //! an independent JOSE implementation (Python joserfc, through tests/interop/jose_tool.py)
 //! on the client side for every JWE the proxy reads or writes.
 //!
-//! Python is started once per test with a batch of jobs (tests/fixtures/payload/jose_batch.py),
+//! Python is started once per test with a batch of jobs (tests/interop/jose_batch.py),
 //! not once per JWE. Python and joserfc are required: without them the tests fail.
 
 mod common;
@@ -85,7 +85,7 @@ fn sha256_hex(data: &[u8]) -> String {
 
 // ---------------------------------------------------------------- joserfc, in batches
 
-/// One result of tests/fixtures/payload/jose_batch.py: stdout, and for `decrypt` the
+/// One result of tests/interop/jose_batch.py: stdout, and for `decrypt` the
 /// protected header it printed.
 #[derive(Debug)]
 struct PyOut {
@@ -101,7 +101,7 @@ async fn batch(jobs: Vec<Value>) -> Vec<Result<PyOut, String>> {
         use std::io::Write;
         use std::process::{Command, Stdio};
         let mut child = Command::new("python3")
-            .arg(Path::new(REPO).join("tests/fixtures/payload/jose_batch.py"))
+            .arg(Path::new(REPO).join("tests/interop/jose_batch.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
