@@ -121,5 +121,52 @@ fn per_message(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, body_throughput, per_message);
+/// The A256GCM bulk part alone: what every mode spends per byte, without the base64 and
+/// JSON framing of the JWE around it.
+fn bulk_aes_gcm(c: &mut Criterion) {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).expect("key"));
+    let mut group = short(c, "jwe_bulk_a256gcm");
+    let size = 1024 * 1024;
+    group.throughput(Throughput::Bytes(size as u64));
+    let plaintext = vec![0x5au8; size];
+    let mut sealed = plaintext.clone();
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key([1; 12]),
+            Aad::from(b"protected"),
+            &mut sealed,
+        )
+        .expect("seal");
+    group.bench_function("seal_1MiB", |b| {
+        b.iter(|| {
+            let mut buf = plaintext.clone();
+            key.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([1; 12]),
+                Aad::from(b"protected"),
+                &mut buf,
+            )
+            .expect("seal");
+            black_box(buf)
+        })
+    });
+    group.bench_function("open_1MiB", |b| {
+        b.iter(|| {
+            let mut buf = sealed.clone();
+            buf.extend_from_slice(tag.as_ref());
+            let n = key
+                .open_in_place(
+                    Nonce::assume_unique_for_key([1; 12]),
+                    Aad::from(b"protected"),
+                    &mut buf,
+                )
+                .expect("open")
+                .len();
+            black_box(n)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, body_throughput, per_message, bulk_aes_gcm);
 criterion_main!(benches);

@@ -303,17 +303,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
+    # Software clock sampling: hardware counters are often unavailable in VMs.
     log "profile: perf record (cpu-clock) on scopegate under HS256 load"
-    taskset -c "$LOAD_CPU" perf record -e cpu-clock -F 999 -g -p "$SG_PID" \
+    taskset -c "$LOAD_CPU" perf record -e cpu-clock -F 1999 -p "$SG_PID" \
         -o "$WORK/perf-hs256.data" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
     PIDS+=("$perf_pid")
     measure_load sg-hs256 0 "$DURATION"
     wait "$perf_pid" || true
-    perf report -i "$WORK/perf-hs256.data" --stdio --no-children --sort symbol 2>/dev/null |
-        grep -E '^ +[0-9]' | head -40 >"$WORK/perf-hs256.txt" || true
-    log "top symbols (self time), scopegate HS256: $WORK/perf-hs256.txt"
-    head -25 "$WORK/perf-hs256.txt" >&2
+    {
+        echo "# by thread and object"
+        perf report -i "$WORK/perf-hs256.data" --stdio --sort comm,dso 2>/dev/null | grep -E '^ +[0-9]' | head -12
+        echo "# by symbol (self)"
+        perf report -i "$WORK/perf-hs256.data" --stdio --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -40
+    } | sed -E 's/ +$//' >"$WORK/perf-hs256.txt" || true
+    log "profile of scopegate under HS256 load: $WORK/perf-hs256.txt"
+    head -30 "$WORK/perf-hs256.txt" >&2
 fi
 
 log "startup to ready and idle RSS (10,000 apps, 100,000 keys; and the small policy)"
