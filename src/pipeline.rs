@@ -338,31 +338,50 @@ async fn verify_token(
     is_jwe: bool,
 ) -> Result<Principal, Error> {
     let now = unix_now();
-    let verify = || {
-        if is_jwe {
+    if is_jwe {
+        let verified = cached(state, snap, token, now, || {
             jwt::verify_jwe(&snap.policy, token)
-        } else {
-            jwt::verify_jws(&snap.policy, token, false)
-        }
-    };
-    let verified: Arc<Verified> = if is_jwe || !jwt::is_hmac(token) {
-        let key = TokenCache::key(snap.generation, token);
-        match state.token_cache.get(&key) {
-            Some(v) => {
-                state.metrics.token_cache_hits.inc();
-                v
-            }
-            None => {
-                state.metrics.token_cache_misses.inc();
-                let v = Arc::new(verify()?);
-                state.token_cache.insert(key, v.clone(), now);
-                v
-            }
-        }
+        })?;
+        return per_use_checks(state, &verified, now)
+            .await
+            .map(|()| verified.principal.clone());
+    }
+    let jws = jwt::Jws::parse(token)?;
+    if jws.is_asymmetric() {
+        let verified = cached(state, snap, token, now, || {
+            jwt::verify(&snap.policy, &jws, false)
+        })?;
+        per_use_checks(state, &verified, now).await?;
+        Ok(verified.principal.clone())
     } else {
-        Arc::new(verify()?)
-    };
-    jwt::check_time(&verified, now)?;
+        let verified = jwt::verify(&snap.policy, &jws, false)?;
+        per_use_checks(state, &verified, now).await?;
+        Ok(verified.principal)
+    }
+}
+
+/// The verdict for an expensive token, from the cache or verified and stored.
+fn cached(
+    state: &State,
+    snap: &Snapshot,
+    token: &str,
+    now: f64,
+    verify: impl FnOnce() -> Result<Verified, Error>,
+) -> Result<Arc<Verified>, Error> {
+    let key = TokenCache::key(snap.generation, token);
+    if let Some(v) = state.token_cache.get(&key) {
+        state.metrics.token_cache_hits.inc();
+        return Ok(v);
+    }
+    state.metrics.token_cache_misses.inc();
+    let v = Arc::new(verify()?);
+    state.token_cache.insert(key, v.clone(), now);
+    Ok(v)
+}
+
+/// What no cache may skip: the clock, and a single-use jti.
+async fn per_use_checks(state: &State, verified: &Verified, now: f64) -> Result<(), Error> {
+    jwt::check_time(verified, now)?;
     if verified.app.single_use_jti {
         let jti = verified.jti.as_deref().ok_or(Error::JtiRequired)?;
         if !state
@@ -373,7 +392,7 @@ async fn verify_token(
             return Err(Error::TokenReplayed);
         }
     }
-    Ok(verified.principal.clone())
+    Ok(())
 }
 
 /// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).

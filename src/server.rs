@@ -46,6 +46,7 @@ impl Running {
         self.state.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
         let _ = self.serving.await;
+        self.state.access_log.flush();
     }
 }
 

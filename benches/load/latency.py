@@ -1,29 +1,37 @@
 #!/usr/bin/env python3
 """One fixed-rate latency run's output -> one row of raw.jsonl.
 
-    latency.py TOOL ROUND TARGET RATE < tool output
+    latency.py TOOL ROUND TARGET RATE PROXY_TICKS < tool output
 
 TOOL is `oha` (its `--output-format json` document) or `wrk` (the JSON line printed by
 wrk-paced.lua). The row carries p50/p99 in microseconds, the request count, the achieved
-rate, and the errors: non-2xx statuses plus transport errors.
+rate, the errors (non-2xx statuses plus transport errors), and the proxy's CPU clock ticks
+over the run (`null` when there is no proxy).
 """
 
 import json
 import sys
 
 
+# Requests oha cancels when the duration ends (run.sh asks it to wait for them instead):
+# not an answer from the server, so not an error of the target.
+DEADLINE = "aborted due to deadline"
+
+
 def from_oha(doc):
     pct = doc["latencyPercentiles"]
     codes = {int(k): v for k, v in doc.get("statusCodeDistribution", {}).items()}
     ok = sum(v for k, v in codes.items() if 200 <= k < 300)
-    failed = sum(doc.get("errorDistribution", {}).values())
-    requests = sum(codes.values()) + failed
+    errors = dict(doc.get("errorDistribution", {}))
+    aborted = errors.pop(DEADLINE, 0)
     return {
         "p50_us": pct["p50"] * 1e6,
         "p99_us": pct["p99"] * 1e6,
-        "requests": requests,
+        "requests": sum(codes.values()),
         "achieved_rps": doc["summary"]["requestsPerSec"],
-        "errors": requests - ok,
+        "errors": sum(codes.values()) - ok + sum(errors.values()),
+        "error_kinds": errors,
+        "aborted_at_deadline": aborted,
     }
 
 
@@ -38,14 +46,14 @@ def from_wrk(w):
 
 
 def main() -> None:
-    tool, rnd, target, rate = sys.argv[1:5]
+    tool, rnd, target, rate, ticks = sys.argv[1:6]
     text = sys.stdin.read()
     if tool == "oha":
         row = from_oha(json.loads(text))
     else:
         row = from_wrk(json.loads(text.strip().splitlines()[-1]))
     row.update({"phase": "latency", "tool": tool, "round": int(rnd), "target": target,
-                "rate": int(rate)})
+                "rate": int(rate), "proxy_ticks": None if ticks == "null" else int(ticks)})
     print(json.dumps(row))
 
 

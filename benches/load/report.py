@@ -61,7 +61,7 @@ def socket_errors(w):
 
 def summarize(entry):
     """Per-round figures of one target, and its error count."""
-    cpu, up_cpu, rps, p50, p99, errors = [], [], [], [], [], 0
+    cpu, up_cpu, rps, p50, p99, errors, cpu_rate = [], [], [], [], [], 0, []
     for r in entry["load"]:
         w = r["wrk"]
         n = w["requests"]
@@ -77,8 +77,11 @@ def summarize(entry):
         p99.append(r["p99_us"])
         rounds_p99[r["round"]] = r["p99_us"]
         errors += r["errors"]
+        if r.get("proxy_ticks") is not None and r["requests"]:
+            cpu_rate.append(r["proxy_ticks"] * 1e6 / CLK_TCK / r["requests"])
     return {
         "cpu": cpu,
+        "cpu_rate": cpu_rate,
         "up_cpu": up_cpu,
         "rps": rps,
         "p50": p50,
@@ -111,19 +114,23 @@ def main() -> None:
     out = []
     out.append(f"### Load benchmark, {meta['date']}")
     out.append("")
+    out.append(f"Measured: {meta['version']}.")
+    out.append("")
     out.append(f"Machine: {meta['nproc']} × {meta['cpu']}, {meta['mem']}, Linux {meta['kernel']}, "
                f"{meta['os']}. Tools: {meta['haproxy']}, {meta['wrk']}, {meta['rate_tool_version']}.")
     out.append("")
     out.append(
         f"Method: every target sits in front of the same upstream (HAProxy answering `200 ok` "
-        f"itself). Proxy and upstream are pinned to CPU {meta['proxy_cpu']} (scopegate's tokio runs "
-        f"one worker, HAProxy one thread), the load generator to CPU {meta['load_cpu']}. "
+        f"itself). The proxies are pinned to CPU {meta['proxy_cpu']} (scopegate's tokio runs one "
+        f"worker, HAProxy one thread), the load generator to CPU {meta['load_cpu']}, the upstream "
+        f"to CPU {meta['upstream_cpu']}. "
         f"{meta['rounds']} interleaved round(s) (order rotated each round); medians, with "
         f"min–max for CPU. **CPU µs/req** = Δ(utime+stime) of the proxy process over a "
         f"`wrk -t1 -c{meta['conns']} -d{meta['duration']}s` run ÷ requests served (upstream's "
         f"own CPU shown apart); **req/s** from the same run. **p50/p99** at a fixed "
         f"{meta['rate']:,} req/s for {meta['lat_duration']} s over {meta['lat_conns']} connections, "
-        f"{meta['rate_method']}. Every request carries a bearer token (the HS256 one unless the "
+        f"{meta['rate_method']}; the proxy's CPU per request is also read over that run (light load: "
+        f"nearly every request pays its own wakeups, so it differs from the loaded figure). Every request carries a bearer token (the HS256 one unless the "
         f"target needs another), so request sizes match. scopegate runs with `log: {{ level: error }}` "
         f"and its access log (always on) sent to /dev/null, except the target that writes it to a file."
     )
@@ -139,9 +146,10 @@ def main() -> None:
     if bad:
         out.append("")
 
-    out.append("| target | proxy CPU µs/req | upstream CPU µs/req | req/s @ "
-               f"{meta['conns']} conns | p50 µs | p99 µs | p99 added vs direct µs | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    out.append(f"| target | proxy CPU µs/req @ {meta['conns']} conns | upstream CPU µs/req | "
+               f"req/s @ {meta['conns']} conns | proxy CPU µs/req @ {meta['rate']:,}/s | "
+               f"p50 µs | p99 µs | p99 added vs direct µs | errors |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, label in TARGETS:
         if name not in s:
             continue
@@ -150,7 +158,7 @@ def main() -> None:
         errors = f"**{x['errors']:,} ⚠**" if x["errors"] else f"0 of {x['requests']:,}"
         out.append(
             f"| {label} | {spread(x['cpu'])} | {fmt(med(x['up_cpu']))} | {fmt(med(x['rps']), 0)} | "
-            f"{fmt(med(x['p50']), 0)} | {fmt(med(x['p99']), 0)} | {fmt(added, 0)} | {errors} |"
+            f"{fmt(med(x['cpu_rate']))} | {fmt(med(x['p50']), 0)} | {fmt(med(x['p99']), 0)} | {fmt(added, 0)} | {errors} |"
         )
 
     out.append("")
@@ -158,20 +166,28 @@ def main() -> None:
     out.append("")
 
     # The issue's targets.
-    def cpu(name):
-        return med(s[name]["cpu"]) if name in s and s[name]["cpu"] else None
+    def cpu(name, key="cpu"):
+        return med(s[name][key]) if name in s and s[name][key] else None
 
-    out.append("Targets (issue 5):")
+    def at_rate(a, b):
+        """The same ratio from the fixed-rate phase's CPU figures."""
+        x, y = cpu(a, "cpu_rate"), cpu(b, "cpu_rate")
+        return f"; at {meta['rate']:,} req/s: {x / y:.2f}" if x and y else ""
+
+    out.append(f"Targets (issue 5); CPU ratios from the {meta['conns']}-connection runs, "
+               f"the fixed-rate runs' ratio after it:")
     hs, none, rs, hj = cpu("sg-hs256"), cpu("sg-none"), cpu("sg-rs256"), cpu("haproxy-jwt")
     if hs and hj:
         out.append(check(hs <= hj, f"scopegate HS256 CPU/req ÷ HAProxy `jwt_verify` HS256 = "
-                                   f"{hs / hj:.2f} (target ≤ 1.00; {hs:.1f} vs {hj:.1f} µs)"))
+                                   f"{hs / hj:.2f} (target ≤ 1.00; {hs:.1f} vs {hj:.1f} µs"
+                                   f"{at_rate('sg-hs256', 'haproxy-jwt')})"))
     if hs and none:
         out.append(check(hs <= 1.15 * none, f"scopegate HS256 ÷ scopegate `auth: [none]` = "
-                                            f"{hs / none:.2f} (target ≤ 1.15)"))
+                                            f"{hs / none:.2f} (target ≤ 1.15"
+                                            f"{at_rate('sg-hs256', 'sg-none')})"))
     if hs and rs:
         out.append(check(rs <= 1.2 * hs, f"scopegate RS256 cache hit ÷ HS256 = {rs / hs:.2f} "
-                                         f"(target ≤ 1.20)"))
+                                         f"(target ≤ 1.20{at_rate('sg-rs256', 'sg-hs256')})"))
     if direct:
         for name in ("sg-none", "sg-hs256", "sg-rs256", "sg-apikey"):
             if name in s and s[name]["p99"]:

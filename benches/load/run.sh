@@ -14,10 +14,13 @@
 #   RATE=2000 LAT_DURATION=10 LAT_CONNS=16   fixed-rate latency runs
 #   RATE_TOOL=auto|oha|wrk           fixed-rate generator (auto: oha, else paced wrk)
 #   STARTUP_REPEATS=3                starts of the 10,000-app / 100,000-key policy
-#   PROXY_CPU=1 LOAD_CPU=0           CPU for proxies + upstream, CPU for the load generator
+#   PROXY_CPU=1 LOAD_CPU=0           CPU for the proxies, CPU for the load generator
+#   UPSTREAM_CPU=$LOAD_CPU           CPU for the upstream (default: beside the load generator,
+#                                    so a proxy has its CPU to itself)
 #   BUDGET_SECONDS=900               no new round starts past this (install/build excluded)
 #   PROFILE=1                        also perf-record scopegate under HS256 load
 #   RESULTS_MD=benches/load/results.md   where the report goes (empty: nowhere)
+#   SCOPEGATE_BIN=path               measure this binary instead of building target/release
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -38,6 +41,7 @@ RATE_TOOL=${RATE_TOOL:-auto}
 STARTUP_REPEATS=${STARTUP_REPEATS:-3}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
+UPSTREAM_CPU=${UPSTREAM_CPU:-$LOAD_CPU}
 BUDGET_SECONDS=${BUDGET_SECONDS:-900}
 PROFILE=${PROFILE:-0}
 RESULTS_MD=${RESULTS_MD-$HERE/results.md}
@@ -116,9 +120,15 @@ fi
 [[ $RATE_TOOL == auto ]] && RATE_TOOL=$([[ -n $OHA ]] && echo oha || echo wrk)
 
 # ---------------------------------------------------------------- build and inputs
-log "cargo build --release"
-(cd "$REPO" && cargo build --release --quiet)
-SCOPEGATE=$REPO/target/release/scopegate
+if [[ -n ${SCOPEGATE_BIN:-} ]]; then
+    SCOPEGATE=$SCOPEGATE_BIN
+    VERSION="$("$SCOPEGATE" --version) ($SCOPEGATE)"
+else
+    log "cargo build --release"
+    (cd "$REPO" && cargo build --release --quiet)
+    SCOPEGATE=$REPO/target/release/scopegate
+    VERSION="$("$SCOPEGATE" --version), commit $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)"
+fi
 
 # Policies live in a directory of their own: scopegate watches the directory of its policy
 # file, and the files this script writes as it goes must not trigger reload checks.
@@ -160,12 +170,12 @@ scopegate_config big "$SGBIG_PORT" "$SGBIG_ADMIN" "$POLICY_DIR/policy-big.yaml"
 scopegate_config log "$SGLOG_PORT" "$SGLOG_ADMIN" "$POLICY_DIR/policy.yaml"
 
 # ---------------------------------------------------------------- servers
-# All pinned to PROXY_CPU: HAProxy runs one thread (nbthread 1) and scopegate's tokio one
-# worker (it sizes itself to the CPUs it may run on).
-log "starting upstream, HAProxy and scopegate on CPU $PROXY_CPU"
+# Proxies pinned to PROXY_CPU: HAProxy runs one thread (nbthread 1) and scopegate's tokio one
+# worker (it sizes itself to the CPUs it may run on). The upstream on UPSTREAM_CPU.
+log "starting the upstream on CPU $UPSTREAM_CPU, HAProxy and scopegate on CPU $PROXY_CPU"
 # taskset execs the server, so $! is the server's own PID (the one /proc is read for).
 
-taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy-upstream.cfg" >"$WORK/upstream.log" 2>&1 &
+taskset -c "$UPSTREAM_CPU" haproxy -db -f "$WORK/haproxy-upstream.cfg" >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!
 PIDS+=("$UP_PID")
 taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy-proxy.cfg" >"$WORK/haproxy.log" 2>&1 &
@@ -258,13 +268,16 @@ measure_load() {
     printf '  round %d %-14s %s\n' "$round" "$t" "$out" >&2
 }
 
-# measure_latency TARGET ROUND: p50/p99 at a fixed request rate.
+# measure_latency TARGET ROUND: p50/p99 at a fixed request rate, and the proxy's CPU time
+# per request at that (light) rate.
 measure_latency() {
-    local t=$1 round=$2
+    local t=$1 round=$2 proxy=${PROXY[$1]} p0=0 proxy_ticks=null
+    if [[ -n $proxy ]]; then p0=$(cpu_ticks "$proxy"); fi
     if [[ $RATE_TOOL == oha ]]; then
         bounded taskset -c "$LOAD_CPU" timeout $((LAT_DURATION + 30)) "$OHA" --no-tui \
             --worker-threads 1 --output-format json -q "$RATE" -z "${LAT_DURATION}s" -c "$LAT_CONNS" \
-            --latency-correction -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
+            --latency-correction --wait-ongoing-requests-after-deadline \
+            -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
             >"$WORK/latency.out"
     else
         export WRK_PACE_MS=$((LAT_CONNS * 1000 / RATE)) # read by wrk-paced.lua
@@ -273,7 +286,8 @@ measure_latency() {
             -s "$HERE/wrk-paced.lua" -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
             >"$WORK/latency.out"
     fi
-    python3 "$HERE/latency.py" "$RATE_TOOL" "$round" "$t" "$RATE" <"$WORK/latency.out" |
+    if [[ -n $proxy ]]; then proxy_ticks=$(($(cpu_ticks "$proxy") - p0)); fi
+    python3 "$HERE/latency.py" "$RATE_TOOL" "$round" "$t" "$RATE" "$proxy_ticks" <"$WORK/latency.out" |
         tee -a "$WORK/raw.jsonl" | sed 's/^/  latency /' >&2
 }
 
@@ -335,8 +349,8 @@ if [[ $RATE_TOOL == oha ]]; then
 else
     rate_method="by wrk pacing each connection with a Lua delay() (closed loop, no coordinated-omission correction)"
 fi
-export WORK ROUNDS_DONE CONNS DURATION RATE LAT_DURATION LAT_CONNS PROXY_CPU LOAD_CPU rate_method
-export RATE_TOOL_VERSION LOADAVG_START LOADAVG_END
+export WORK ROUNDS_DONE CONNS DURATION RATE LAT_DURATION LAT_CONNS PROXY_CPU LOAD_CPU UPSTREAM_CPU rate_method
+export RATE_TOOL_VERSION LOADAVG_START LOADAVG_END VERSION
 RATE_TOOL_VERSION=$([[ $RATE_TOOL == oha ]] && "$OHA" --version || echo "wrk (paced)")
 python3 - <<'EOF'
 import json, os, platform, subprocess, time
@@ -348,14 +362,14 @@ os_name = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-rel
                 if l.startswith("PRETTY_NAME=")), "Linux")
 e = os.environ
 meta = {
-    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    "date": time.strftime("%Y-%m-%d %H:%M %Z"), "version": e["VERSION"],
     "nproc": os.cpu_count(), "cpu": cpu, "mem": f"{mem_kib / 2**20:.0f} GiB",
     "kernel": platform.release(), "os": os_name,
     "haproxy": first("haproxy -v").split(" - ")[0], "wrk": first("wrk -v 2>&1").split(" [")[0],
     "rate_tool_version": e["RATE_TOOL_VERSION"], "rate_method": e["rate_method"],
     "rounds": int(e["ROUNDS_DONE"]), "conns": int(e["CONNS"]), "duration": int(e["DURATION"]),
     "rate": int(e["RATE"]), "lat_duration": int(e["LAT_DURATION"]), "lat_conns": int(e["LAT_CONNS"]),
-    "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"],
+    "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"], "upstream_cpu": e["UPSTREAM_CPU"],
     "loadavg": [e["LOADAVG_START"], e["LOADAVG_END"]],
     "startup_policies": {"big": "10,002 apps + 100,000 API keys (16 MB YAML)",
                          "small": "2 apps + 100 API keys"},

@@ -6,6 +6,7 @@
 //! the claims is reported until the signature holds, and every failure before that point is
 //! the same `invalid_token`, so a client cannot probe which apps exist.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -25,10 +26,16 @@ use crate::policy::{App, Policy};
 const MAX_PART: usize = 8 * 1024;
 
 #[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    crit: Option<Value>,
+struct JoseHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(default, deserialize_with = "present_any")]
+    crit: Option<()>,
+}
+
+/// Any value at all, `null` included, counts as present.
+fn present_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| Some(()))
 }
 
 /// A token whose signature, app, algorithm, audience and claim shapes have been verified.
@@ -46,26 +53,86 @@ pub struct Verified {
     pub asymmetric: bool,
 }
 
+/// The claims the proxy reads, borrowed from the decoded payload. Every member is kept as
+/// present-or-absent exactly as sent (`null` is present, and not a number), so the type
+/// rules below see what the client wrote.
+#[derive(Deserialize)]
+struct Claims<'a> {
+    #[serde(rename = "appId", borrow)]
+    app_id: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iat: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    jti: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    scope: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    sub: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A compact JWS split into its parts, with the header read once.
+pub struct Jws<'t> {
+    signing_input: &'t str,
+    payload: &'t str,
+    signature: &'t str,
+    alg: Algorithm,
+}
+
+impl<'t> Jws<'t> {
+    pub fn parse(token: &'t str) -> Result<Jws<'t>, Error> {
+        let mut parts = token.splitn(3, '.');
+        let (Some(h64), Some(p64), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::InvalidToken("not a compact JWS"));
+        };
+        if h64.len() > MAX_PART || p64.len() > MAX_PART * 4 || sig.contains('.') {
+            return Err(Error::InvalidToken("token part too large or malformed"));
+        }
+        let bytes = b64(h64)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&bytes).map_err(|_| Error::InvalidToken("bad JSON"))?;
+        // We implement no JWS extension, so any `crit` is by definition one we don't understand.
+        if header.crit.is_some() {
+            return Err(Error::InvalidToken("crit header parameter"));
+        }
+        let alg =
+            Algorithm::from_str(&header.alg).map_err(|_| Error::InvalidToken("unsupported alg"))?;
+        Ok(Jws {
+            signing_input: &token[..h64.len() + 1 + p64.len()],
+            payload: p64,
+            signature: sig,
+            alg,
+        })
+    }
+
+    /// Public-key signatures are worth caching; an HMAC is cheaper than a cache lookup.
+    pub fn is_asymmetric(&self) -> bool {
+        self.alg.family() != AlgorithmFamily::Hmac
+    }
+}
+
 /// Verifies a compact JWS. `wrapped` says it arrived inside a JWE (for `enforce_jwe`).
 pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verified, Error> {
-    let mut parts = token.splitn(3, '.');
-    let (Some(h64), Some(p64), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::InvalidToken("not a compact JWS"));
-    };
-    if h64.len() > MAX_PART || p64.len() > MAX_PART * 4 || sig.contains('.') {
-        return Err(Error::InvalidToken("token part too large or malformed"));
-    }
-    let header: JoseHeader = decode_json(h64)?;
-    // We implement no JWS extension, so any `crit` is by definition one we don't understand.
-    if header.crit.is_some() {
-        return Err(Error::InvalidToken("crit header parameter"));
-    }
-    let alg =
-        Algorithm::from_str(&header.alg).map_err(|_| Error::InvalidToken("unsupported alg"))?;
-    let claims: Map<String, Value> = decode_json(p64)?;
+    verify(policy, &Jws::parse(token)?, wrapped)
+}
+
+pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified, Error> {
+    let alg = jws.alg;
+    let payload = b64(jws.payload)?;
+    let claims: Claims<'_> =
+        serde_json::from_slice(&payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
     let app_id = claims
-        .get("appId")
-        .and_then(Value::as_str)
+        .app_id
+        .as_deref()
         .ok_or(Error::InvalidToken("no appId"))?;
     let app = policy
         .apps
@@ -76,31 +143,47 @@ pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verifie
     }
     // The key is chosen by the algorithm's family, so an HMAC alg can only ever meet the
     // app's secret, never its public key (algorithm confusion).
-    let asymmetric = alg.family() != AlgorithmFamily::Hmac;
-    let key = if asymmetric {
-        app.public_key.as_ref().map(|k| &k.key)
+    let authentic = if jws.is_asymmetric() {
+        let key = app
+            .public_key
+            .as_ref()
+            .ok_or(Error::InvalidToken("no key for alg"))?;
+        matches!(
+            jsonwebtoken::crypto::verify(
+                jws.signature,
+                jws.signing_input.as_bytes(),
+                &key.key,
+                alg
+            ),
+            Ok(true)
+        )
     } else {
-        app.hmac_key.as_ref().map(|k| &k.0)
+        let key = app
+            .hmac_keys
+            .get(alg)
+            .ok_or(Error::InvalidToken("no key for alg"))?;
+        let mut sig = [0u8; 64];
+        match URL_SAFE_NO_PAD.decode_slice(jws.signature, &mut sig) {
+            Ok(n) => aws_lc_rs::hmac::verify(key, jws.signing_input.as_bytes(), &sig[..n]).is_ok(),
+            Err(_) => false,
+        }
     };
-    let key = key.ok_or(Error::InvalidToken("no key for alg"))?;
-    let signing_input = &token[..h64.len() + 1 + p64.len()];
-    match jsonwebtoken::crypto::verify(sig, signing_input.as_bytes(), key, alg) {
-        Ok(true) => {}
-        _ => return Err(Error::InvalidToken("bad signature")),
+    if !authentic {
+        return Err(Error::InvalidToken("bad signature"));
     }
 
     // From here on the token is authentic: specific codes may be given.
     if app.enforce_jwe && !wrapped {
         return Err(Error::JweRequired);
     }
-    let exp = numeric(&claims, "exp")?;
-    let nbf = numeric(&claims, "nbf")?;
-    let iat = numeric(&claims, "iat")?;
+    let exp = numeric(claims.exp.as_ref())?;
+    let nbf = numeric(claims.nbf.as_ref())?;
+    let iat = numeric(claims.iat.as_ref())?;
     if exp.is_none() && app.require_exp {
         return Err(Error::InvalidToken("no exp"));
     }
     if let Some(aud) = &app.audience {
-        let ok = match claims.get("aud") {
+        let ok = match &claims.aud {
             Some(Value::String(s)) => s == aud,
             Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
             _ => false,
@@ -109,15 +192,15 @@ pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verifie
             return Err(Error::InvalidAudience);
         }
     }
-    let jti = match claims.get("jti") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+    let jti = match claims.jti {
+        Some(Value::String(s)) if !s.is_empty() => Some(s),
         None => None,
         Some(_) => return Err(Error::InvalidToken("jti is not a non-empty string")),
     };
     if app.enforce_jti && jti.is_none() {
         return Err(Error::JtiRequired);
     }
-    let (scopes, scopes_header) = match claims.get("scope") {
+    let (scopes, scopes_header) = match &claims.scope {
         None => (app.scopes.clone(), app.scopes_header.clone()),
         Some(Value::String(s)) => {
             let narrowed = app.scopes.intersection(&policy.scopes.set(s.split(' ')));
@@ -127,11 +210,16 @@ pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verifie
         }
         Some(_) => return Err(Error::InvalidToken("scope claim is not a string")),
     };
-    let subject = claims.get("sub").map(header_safe).transpose()?;
-    let mut claim_headers = Vec::with_capacity(app.claims_to_headers.len());
-    for (claim, name) in &app.claims_to_headers {
-        if let Some(v) = claims.get(claim) {
-            claim_headers.push((name.clone(), header_safe(v)?));
+    let subject = claims.sub.as_ref().map(header_safe).transpose()?;
+    let mut claim_headers = Vec::new();
+    if !app.claims_to_headers.is_empty() {
+        // Only apps that map arbitrary claims pay for reading all of them.
+        let all: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
+        for (claim, name) in &app.claims_to_headers {
+            if let Some(v) = all.get(claim) {
+                claim_headers.push((name.clone(), header_safe(v)?));
+            }
         }
     }
     Ok(Verified {
@@ -147,7 +235,7 @@ pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verifie
         nbf,
         iat,
         jti,
-        asymmetric,
+        asymmetric: jws.is_asymmetric(),
     })
 }
 
@@ -179,15 +267,14 @@ pub fn check_time(v: &Verified, now: f64) -> Result<(), Error> {
     Ok(())
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, Error> {
-    let bytes = URL_SAFE_NO_PAD
+fn b64(part: &str) -> Result<Vec<u8>, Error> {
+    URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| Error::InvalidToken("bad base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| Error::InvalidToken("bad JSON"))
+        .map_err(|_| Error::InvalidToken("bad base64url"))
 }
 
-fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, Error> {
-    match claims.get(name) {
+fn numeric(claim: Option<&Value>) -> Result<Option<f64>, Error> {
+    match claim {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
             Some(f) if f.is_finite() => Ok(Some(f)),
@@ -245,13 +332,4 @@ pub fn mint(
         &jsonwebtoken::EncodingKey::from_secret(&secret.0),
     )
     .map_err(|e| e.to_string())
-}
-
-/// Peeks at the header's `alg` to tell whether verification is a cheap HMAC (not worth a
-/// cache entry). Anything unparseable is treated as not-HMAC and fails later in `verify_jws`.
-pub fn is_hmac(token: &str) -> bool {
-    let Some(h64) = token.split('.').next() else {
-        return false;
-    };
-    decode_json::<JoseHeader>(h64).is_ok_and(|h| h.alg.starts_with("HS"))
 }

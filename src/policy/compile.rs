@@ -660,16 +660,16 @@ impl Compiler<'_> {
             .rate_limit
             .as_ref()
             .and_then(|r| self.rate_limit(l, r, &what));
-        let hmac_key = secret
+        let hmac_keys = secret
             .as_ref()
-            .filter(|_| wants_hmac)
-            .map(|s| HmacKey(DecodingKey::from_secret(&s.0)));
+            .map(|s| HmacKeys::new(&s.0, &algorithms))
+            .unwrap_or_default();
         Some(App {
             name: a.name.clone().unwrap_or_else(|| a.client_id.clone()),
             client_id: a.client_id,
             algorithms,
             secret,
-            hmac_key,
+            hmac_keys,
             public_key,
             audience: a.audience,
             require_exp: a.require_exp,

@@ -221,7 +221,7 @@ pub struct App {
     pub name: String,
     pub algorithms: Vec<Algorithm>,
     pub secret: Option<Secret>,
-    pub hmac_key: Option<HmacKey>,
+    pub hmac_keys: HmacKeys,
     pub public_key: Option<PublicKey>,
     pub audience: Option<String>,
     pub require_exp: bool,
@@ -237,13 +237,39 @@ pub struct App {
     pub rate_limit: Option<RateLimit>,
 }
 
-/// The HMAC verification key, kept apart from `secret` so Debug output of an app never
-/// carries it.
-pub struct HmacKey(pub DecodingKey);
+/// The app's HMAC keys, one per HS* algorithm it allows, built once at load (building
+/// one hashes the secret). Kept apart from `secret`; Debug never prints them.
+#[derive(Default)]
+pub struct HmacKeys {
+    hs256: Option<aws_lc_rs::hmac::Key>,
+    hs384: Option<aws_lc_rs::hmac::Key>,
+    hs512: Option<aws_lc_rs::hmac::Key>,
+}
 
-impl fmt::Debug for HmacKey {
+impl HmacKeys {
+    pub fn new(secret: &[u8], algorithms: &[Algorithm]) -> HmacKeys {
+        use aws_lc_rs::hmac::{HMAC_SHA256, HMAC_SHA384, HMAC_SHA512, Key};
+        let key = |alg, h| algorithms.contains(&alg).then(|| Key::new(h, secret));
+        HmacKeys {
+            hs256: key(Algorithm::HS256, HMAC_SHA256),
+            hs384: key(Algorithm::HS384, HMAC_SHA384),
+            hs512: key(Algorithm::HS512, HMAC_SHA512),
+        }
+    }
+
+    pub fn get(&self, alg: Algorithm) -> Option<&aws_lc_rs::hmac::Key> {
+        match alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::HS384 => self.hs384.as_ref(),
+            Algorithm::HS512 => self.hs512.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for HmacKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("HmacKey(<redacted>)")
+        f.write_str("HmacKeys(<redacted>)")
     }
 }
 

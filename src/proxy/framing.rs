@@ -52,48 +52,54 @@ impl<IO> Guard<IO> {
         }
     }
 
-    fn scan(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    if self.line_empty {
-                        // An empty line: the end of a header block (or a blank body line).
-                        if self.seen_cl && self.seen_te {
-                            self.flag.0.store(true, Ordering::Relaxed);
-                        }
-                        self.seen_cl = false;
-                        self.seen_te = false;
-                    }
-                    self.line_len = 0;
-                    self.line_empty = true;
+    fn scan(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            // Only a line's first bytes matter: take what is missing of them, then skip to
+            // the end of the line (the bulk of a body is passed over by `position`).
+            let newline = bytes.iter().position(|b| *b == b'\n');
+            let line = &bytes[..newline.unwrap_or(bytes.len())];
+            for &b in line.iter().take(self.line.len() - self.line_len) {
+                if b == b'\r' && self.line_empty {
+                    continue;
                 }
-                b'\r' if self.line_empty => {}
-                _ => {
-                    self.line_empty = false;
-                    if self.line_len < self.line.len() {
-                        self.line[self.line_len] = b.to_ascii_lowercase();
-                        self.line_len += 1;
-                        let l = &self.line[..self.line_len];
-                        self.seen_cl |= l == b"content-length:";
-                        self.seen_te |= l == b"transfer-encoding:";
-                    }
-                }
+                self.line_empty = false;
+                self.line[self.line_len] = b.to_ascii_lowercase();
+                self.line_len += 1;
+                let l = &self.line[..self.line_len];
+                self.seen_cl |= l == b"content-length:";
+                self.seen_te |= l == b"transfer-encoding:";
             }
+            if line.len() > 1 {
+                // Longer than a lone CR: not an empty line, whatever the scan above kept.
+                self.line_empty = false;
+            }
+            let Some(n) = newline else { return };
+            if self.line_empty {
+                // An empty line: the end of a header block (or a blank body line).
+                if self.seen_cl && self.seen_te {
+                    self.flag.0.store(true, Ordering::Relaxed);
+                }
+                self.seen_cl = false;
+                self.seen_te = false;
+            }
+            self.line_len = 0;
+            self.line_empty = true;
+            bytes = &bytes[n + 1..];
         }
     }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        let result = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
-            let new = buf.filled()[before..].to_vec();
-            self.scan(&new);
+            this.scan(&buf.filled()[before..]);
         }
         result
     }
