@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """One fixed-rate latency run's output -> one row of raw.jsonl.
 
-    latency.py TOOL ROUND TARGET RATE PROXY_TICKS < tool output
+    latency.py TOOL ROUND TARGET RATE PROXY_TICKS FOREIGN_CPU_PCT < tool output
 
 TOOL is `oha` (its `--output-format json` document) or `wrk` (the JSON line printed by
 wrk-paced.lua). The row carries p50/p99 in microseconds, the request count, the achieved
 rate, the errors (non-2xx statuses plus transport errors), and the proxy's CPU clock ticks
-over the run (`null` when there is no proxy).
+over the run (`null` when there is no proxy), and the share of the CPUs something other than
+this benchmark used meanwhile.
 """
 
 import json
@@ -46,14 +47,15 @@ def from_wrk(w):
 
 
 def main() -> None:
-    tool, rnd, target, rate, ticks = sys.argv[1:6]
+    tool, rnd, target, rate, ticks, foreign = sys.argv[1:7]
     text = sys.stdin.read()
     if tool == "oha":
         row = from_oha(json.loads(text))
     else:
         row = from_wrk(json.loads(text.strip().splitlines()[-1]))
     row.update({"phase": "latency", "tool": tool, "round": int(rnd), "target": target,
-                "rate": int(rate), "proxy_ticks": None if ticks == "null" else int(ticks)})
+                "rate": int(rate), "proxy_ticks": None if ticks == "null" else int(ticks),
+                "foreign_cpu_pct": float(foreign)})
     print(json.dumps(row))
 
 

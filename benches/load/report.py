@@ -62,6 +62,8 @@ def socket_errors(w):
 def summarize(entry):
     """Per-round figures of one target, and its error count."""
     cpu, up_cpu, rps, p50, p99, errors, cpu_rate = [], [], [], [], [], 0, []
+    foreign = [r["foreign_cpu_pct"] for r in entry["load"] + entry["latency"]
+               if r.get("foreign_cpu_pct") is not None]
     for r in entry["load"]:
         w = r["wrk"]
         n = w["requests"]
@@ -82,6 +84,7 @@ def summarize(entry):
     return {
         "cpu": cpu,
         "cpu_rate": cpu_rate,
+        "foreign": foreign,
         "up_cpu": up_cpu,
         "rps": rps,
         "p50": p50,
@@ -148,21 +151,26 @@ def main() -> None:
 
     out.append(f"| target | proxy CPU µs/req @ {meta['conns']} conns | upstream CPU µs/req | "
                f"req/s @ {meta['conns']} conns | proxy CPU µs/req @ {meta['rate']:,}/s | "
-               f"p50 µs | p99 µs | p99 added vs direct µs | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+               f"p50 µs | p99 µs | p99 added vs direct µs | errors | other load |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, label in TARGETS:
         if name not in s:
             continue
         x = s[name]
         added = None if name == "direct" or not direct or not x["p99"] else p99_added(x, direct)
         errors = f"**{x['errors']:,} ⚠**" if x["errors"] else f"0 of {x['requests']:,}"
+        noise = f"{med(x['foreign']):.0f} %" if x["foreign"] else "–"
         out.append(
             f"| {label} | {spread(x['cpu'])} | {fmt(med(x['up_cpu']))} | {fmt(med(x['rps']), 0)} | "
-            f"{fmt(med(x['cpu_rate']))} | {fmt(med(x['p50']), 0)} | {fmt(med(x['p99']), 0)} | {fmt(added, 0)} | {errors} |"
+            f"{fmt(med(x['cpu_rate']))} | {fmt(med(x['p50']), 0)} | {fmt(med(x['p99']), 0)} | {fmt(added, 0)} | {errors} | {noise} |"
         )
 
     out.append("")
-    out.append("\\* measured in the same rounds at fixed concurrency only (no fixed-rate phase).")
+    out.append("\\* measured in the same rounds at fixed concurrency only (no fixed-rate phase). "
+               "**other load**: median share of the machine's CPU time used by anything but this "
+               "benchmark during the target's runs (busy time from /proc/stat, steal included, "
+               "less the benchmark's own processes); above a few percent, throughput and latency "
+               "of that row are disturbed, CPU per request much less so.")
     out.append("")
 
     # The issue's targets.

@@ -203,6 +203,8 @@ wait_http() {
     echo "$1 did not answer 200 in 120 s" >&2
     return 1
 }
+SERVERS=("$UP_PID" "$HAP_PID" "$SG_PID" "$SGBIG_PID" "$SGLOG_PID")
+
 wait_http "http://127.0.0.1:$UP_PORT/" "$UP_PID"
 wait_http "http://127.0.0.1:$HAP_PLAIN_PORT/" "$HAP_PID"
 wait_http "http://127.0.0.1:$SG_ADMIN/readyz" "$SG_PID"
@@ -250,29 +252,59 @@ cpu_ticks() {
     echo "$total"
 }
 
+# What else ran on the machine during a measurement: all CPU time the kernel counts as busy
+# (steal included), less ours (this script and the load generators it waited for, the
+# servers), as a percentage of all CPUs over the wall time. Noise indicator for the report.
+busy_ticks() {
+    local _cpu u n s idle iow irq sirq st
+    read -r _cpu u n s idle iow irq sirq st _ </proc/stat
+    echo $((u + n + s + irq + sirq + st))
+}
+own_ticks() {
+    local stat
+    stat=$(<"/proc/$$/stat")
+    stat=${stat##*) }
+    read -r -a f <<<"$stat" # fields 14-17: utime stime cutime cstime
+    echo $((f[11] + f[12] + f[13] + f[14] + $(cpu_ticks "${SERVERS[@]}")))
+}
+NCPU=$(nproc)
+HZ=$(getconf CLK_TCK)
+NOISE_START=()
+noise_start() { NOISE_START=("$(busy_ticks)" "$(own_ticks)" "$(date +%s%N)"); }
+# Prints the foreign CPU share in percent since noise_start.
+noise_end() {
+    local busy own now
+    busy=$(busy_ticks) own=$(own_ticks) now=$(date +%s%N)
+    python3 -c 'import sys; b, o, w, n, hz = map(float, sys.argv[1:]); print(round(max(0.0, b - o) / (w / 1e9 * hz * n) * 100, 1))' \
+        $((busy - NOISE_START[0])) $((own - NOISE_START[1])) $((now - NOISE_START[2])) "$NCPU" "$HZ"
+}
+
 # measure_load TARGET ROUND SECONDS: wrk at fixed concurrency, with the proxy's and the
 # upstream's CPU time read just before and just after. Round 0 is a warm-up (not recorded).
 measure_load() {
-    local t=$1 round=$2 secs=$3 proxy=${PROXY[$1]} p0=0 proxy_ticks=null u0 u1 out
+    local t=$1 round=$2 secs=$3 proxy=${PROXY[$1]} p0=0 proxy_ticks=null u0 u1 out noise
     if [[ -n $proxy ]]; then p0=$(cpu_ticks "$proxy"); fi
     u0=$(cpu_ticks "$UP_PID")
+    noise_start
     bounded taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" \
         -s "$HERE/wrk-report.lua" -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
         >"$WORK/wrk.out"
     u1=$(cpu_ticks "$UP_PID")
     if [[ -n $proxy ]]; then proxy_ticks=$(($(cpu_ticks "$proxy") - p0)); fi
+    noise=$(noise_end)
     if ((round == 0)); then return 0; fi
     out=$(tail -n1 "$WORK/wrk.out")
-    printf '{"phase":"load","round":%d,"target":"%s","proxy_ticks":%s,"upstream_ticks":%d,"wrk":%s}\n' \
-        "$round" "$t" "$proxy_ticks" $((u1 - u0)) "$out" >>"$WORK/raw.jsonl"
-    printf '  round %d %-14s %s\n' "$round" "$t" "$out" >&2
+    printf '{"phase":"load","round":%d,"target":"%s","proxy_ticks":%s,"upstream_ticks":%d,"foreign_cpu_pct":%s,"wrk":%s}\n' \
+        "$round" "$t" "$proxy_ticks" $((u1 - u0)) "$noise" "$out" >>"$WORK/raw.jsonl"
+    printf '  round %d %-14s other load %5s%%  %s\n' "$round" "$t" "$noise" "$out" >&2
 }
 
 # measure_latency TARGET ROUND: p50/p99 at a fixed request rate, and the proxy's CPU time
 # per request at that (light) rate.
 measure_latency() {
-    local t=$1 round=$2 proxy=${PROXY[$1]} p0=0 proxy_ticks=null
+    local t=$1 round=$2 proxy=${PROXY[$1]} p0=0 proxy_ticks=null noise
     if [[ -n $proxy ]]; then p0=$(cpu_ticks "$proxy"); fi
+    noise_start
     if [[ $RATE_TOOL == oha ]]; then
         bounded taskset -c "$LOAD_CPU" timeout $((LAT_DURATION + 30)) "$OHA" --no-tui \
             --worker-threads 1 --output-format json -q "$RATE" -z "${LAT_DURATION}s" -c "$LAT_CONNS" \
@@ -287,7 +319,8 @@ measure_latency() {
             >"$WORK/latency.out"
     fi
     if [[ -n $proxy ]]; then proxy_ticks=$(($(cpu_ticks "$proxy") - p0)); fi
-    python3 "$HERE/latency.py" "$RATE_TOOL" "$round" "$t" "$RATE" "$proxy_ticks" <"$WORK/latency.out" |
+    noise=$(noise_end)
+    python3 "$HERE/latency.py" "$RATE_TOOL" "$round" "$t" "$RATE" "$proxy_ticks" "$noise" <"$WORK/latency.out" |
         tee -a "$WORK/raw.jsonl" | sed 's/^/  latency /' >&2
 }
 
