@@ -168,10 +168,6 @@ impl Config {
         Config::from_raw(file, raw)
     }
 
-    pub fn upstream_index(&self, name: &str) -> Option<usize> {
-        self.upstreams.iter().position(|u| u.name == name)
-    }
-
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
         let mut err = |m: String| errors.push(FileError::new(file, 0, m));

@@ -49,8 +49,6 @@ pub struct Verified {
     pub nbf: Option<f64>,
     pub iat: Option<f64>,
     pub jti: Option<String>,
-    /// Whether the signature needed public-key crypto (and so is worth caching).
-    pub asymmetric: bool,
 }
 
 /// The claims the proxy reads, borrowed from the decoded payload. Every member is kept as
@@ -235,7 +233,6 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
         nbf,
         iat,
         jti,
-        asymmetric: jws.is_asymmetric(),
     })
 }
 

@@ -252,7 +252,6 @@ impl Compiler<'_> {
         if needs_jwe && jwe_keys.is_empty() {
             self.warn(0, "apps use JWE tokens or hybrid payload encryption but no jwe_keys are configured: clients cannot encrypt to the proxy");
         }
-        let any_single_use_jti = apps.values().any(|a| a.single_use_jti);
         Policy {
             jwks: Bytes::from(jwks_document(&jwe_keys)),
             scopes,
@@ -261,7 +260,6 @@ impl Compiler<'_> {
             apps,
             api_keys,
             jwe_keys,
-            any_single_use_jti,
         }
     }
 

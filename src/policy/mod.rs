@@ -344,5 +344,4 @@ pub struct Policy {
     pub jwe_keys: Vec<JweKey>,
     /// The public JWKS document of `jwe_keys`, rendered once.
     pub jwks: Bytes,
-    pub any_single_use_jti: bool,
 }
