@@ -168,7 +168,7 @@ def main() -> None:
     out.append("")
     out.append("\\* measured in the same rounds at fixed concurrency only (no fixed-rate phase). "
                "**other load**: median share of the machine's CPU time used by anything but this "
-               "benchmark during the target's runs (user+system time and steal from /proc/stat, "
+               "benchmark during the target's runs (busy time from /proc/stat, steal included, "
                "less the benchmark's own processes); above a few percent, throughput and latency "
                "of that row are disturbed, CPU per request much less so.")
     out.append("")

@@ -252,14 +252,14 @@ cpu_ticks() {
     echo "$total"
 }
 
-# What else ran on the machine during a measurement: user+system time of all processes plus
-# steal (/proc/stat), less ours (this script and the load generators it waited for, the
-# servers), as a percentage of all CPUs over the wall time. Noise indicator for the report.
-# irq/softirq time is left out: most of it is our own loopback traffic's.
+# What else ran on the machine during a measurement: all CPU time /proc/stat counts as busy
+# (irq and softirq included, as a process's own stime includes them; steal too), less ours
+# (this script and the load generators it waited for, the servers), as a percentage of all
+# CPUs over the wall time. Noise indicator for the report.
 busy_ticks() {
     local _cpu u n s idle iow irq sirq st
     read -r _cpu u n s idle iow irq sirq st _ </proc/stat
-    echo $((u + n + s + st))
+    echo $((u + n + s + irq + sirq + st))
 }
 own_ticks() {
     local stat

@@ -664,6 +664,7 @@ impl Compiler<'_> {
             .unwrap_or_default();
         Some(App {
             name: a.name.clone().unwrap_or_else(|| a.client_id.clone()),
+            id_header: self.header_value(l, &a.client_id, "app client_id"),
             client_id: a.client_id,
             algorithms,
             secret,
@@ -731,6 +732,7 @@ impl Compiler<'_> {
             hash?,
             ApiKey {
                 name: k.name.unwrap_or_else(|| k.id.clone()),
+                id_header: self.header_value(l, &k.id, "api key id"),
                 id: k.id,
                 environment: k.environment,
                 scopes_header: key_scopes_header,
@@ -741,6 +743,17 @@ impl Compiler<'_> {
                 rate_limit,
             },
         ))
+    }
+
+    /// Ids travel in identity headers, so they must be valid header values.
+    fn header_value(&mut self, l: u64, v: &str, what: &str) -> HeaderValue {
+        match HeaderValue::from_str(v) {
+            Ok(h) if !v.is_empty() => h,
+            _ => {
+                self.err(l, format!("{what} {v:?} must be non-empty printable ASCII"));
+                HeaderValue::from_static("invalid")
+            }
+        }
     }
 
     fn read_file(&mut self, l: u64, p: &Path, what: &str) -> Option<Vec<u8>> {

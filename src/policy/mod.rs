@@ -218,6 +218,8 @@ impl fmt::Debug for PublicKey {
 #[derive(Debug)]
 pub struct App {
     pub client_id: String,
+    /// `client_id` as the `x-auth-app-id` value, made once.
+    pub id_header: HeaderValue,
     pub name: String,
     pub algorithms: Vec<Algorithm>,
     pub secret: Option<Secret>,
@@ -280,6 +282,8 @@ impl fmt::Debug for HmacKeys {
 #[derive(Debug)]
 pub struct ApiKey {
     pub id: String,
+    /// `id` as the `x-auth-key-id` value, made once.
+    pub id_header: HeaderValue,
     pub name: String,
     pub environment: Environment,
     pub scopes: ScopeSet,

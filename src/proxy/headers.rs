@@ -174,8 +174,12 @@ pub fn prepare_request(
         HeaderValue::from_static(principal.kind()),
     );
     match &principal.identity {
-        Identity::Jwt { app } => insert_str(headers, names.app_id.clone(), &app.client_id),
-        Identity::ApiKey { key } => insert_str(headers, names.key_id.clone(), &key.id),
+        Identity::Jwt { app } => {
+            headers.insert(names.app_id.clone(), app.id_header.clone());
+        }
+        Identity::ApiKey { key } => {
+            headers.insert(names.key_id.clone(), key.id_header.clone());
+        }
         Identity::Anonymous | Identity::Webhook => {}
     }
     if let Some(sub) = &principal.subject {
