@@ -354,3 +354,36 @@ async fn a_keep_alive_connection_sees_the_new_policy_on_its_next_request() {
     )
     .await;
 }
+
+/// Other files in the policy's directory (logs, swap files, a benchmark's output) are not
+/// the policy: writing them must not even make the proxy read and hash it.
+#[tokio::test]
+async fn unrelated_files_in_the_directory_trigger_nothing() {
+    let (_, p) = start(&policy::standard()).await;
+    let unchanged = || async {
+        let m = metrics(&p).await;
+        m.lines()
+            .find(|l| l.starts_with("scopegate_policy_reloads_total{result=\"unchanged\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap()
+    };
+    for i in 0..5 {
+        std::fs::write(p.dir.path().join("notes.txt"), format!("write {i}")).unwrap();
+        save_by_rename(&p.dir.path().join("other.yaml"), "x: 1");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        unchanged().await,
+        0,
+        "no reload attempt for unrelated files"
+    );
+    // The policy's own file still counts, even when its bytes stay the same.
+    std::fs::write(&p.policy_file, policy::standard()).unwrap();
+    eventually(
+        DEADLINE,
+        "a write to the policy file is looked at",
+        || async { unchanged().await >= 1 },
+    )
+    .await;
+    assert_eq!(generation(&p).await, 1);
+}

@@ -5,8 +5,9 @@
 #   SMOKE=1 benches/load/run.sh      # 1 short round, about 3 minutes
 #
 # Loopback only. Installs what is missing (wrk and haproxy from Debian; oha with cargo, once,
-# into target/load-tools), builds scopegate in release mode, starts every server pinned to
-# one CPU, measures, prints one markdown report and writes it to benches/load/results.md.
+# into target/load-tools), builds scopegate in release mode, pins the proxies to one CPU and
+# the load generator and upstream to the other, measures, prints one markdown report and
+# writes it to benches/load/results.md.
 # Every process it starts is stopped on exit, however the script ends.
 #
 # Settings (environment):

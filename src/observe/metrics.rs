@@ -64,7 +64,7 @@ impl Metrics {
             reloads: IntCounterVec::new(
                 Opts::new(
                     "scopegate_policy_reloads_total",
-                    "Policy reload attempts by result",
+                    "Policy reload attempts by result (unchanged: an event that changed no byte the policy depends on)",
                 ),
                 &["result"],
             )
@@ -117,7 +117,7 @@ impl Metrics {
         ] {
             m.registry.register(c).expect("metric registered once");
         }
-        for r in ["success", "failure"] {
+        for r in ["success", "failure", "unchanged"] {
             m.reloads.with_label_values(&[r]);
         }
         m

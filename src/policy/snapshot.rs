@@ -85,6 +85,7 @@ impl Policies {
         // compile when some byte of the policy or a file it reads actually changed.
         let current = self.current.load();
         if fingerprint(&bytes, &current.referenced_files) == current.fingerprint {
+            metrics.reloads.with_label_values(&["unchanged"]).inc();
             return Ok(Reloaded::Unchanged);
         }
         drop(current);

@@ -6,9 +6,10 @@
 //! the inode a file watch would be attached to; a directory watch sees all of them. Bursts
 //! are debounced, and the reload itself skips changes that leave every byte the same.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -35,10 +36,14 @@ pub fn spawn(
 ) -> notify::Result<mpsc::UnboundedSender<Trigger>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let fs_tx = tx.clone();
+    let relevant = Arc::new(RwLock::new(HashSet::new()));
+    let names = relevant.clone();
     let mut watcher = if watch_files {
         Some(notify::recommended_watcher(
             move |res: notify::Result<notify::Event>| {
-                if res.is_ok_and(|e| !e.kind.is_access()) {
+                let Ok(event) = res else { return };
+                let names = names.read().unwrap_or_else(|p| p.into_inner());
+                if !event.kind.is_access() && event.paths.iter().any(|p| concerns(p, &names)) {
                     let _ = fs_tx.send(Trigger::FileChange);
                 }
             },
@@ -48,7 +53,7 @@ pub fn spawn(
     };
     let mut watched = BTreeSet::new();
     if let Some(w) = &mut watcher {
-        rewatch(w, &mut watched, &policies);
+        rewatch(w, &mut watched, &relevant, &policies);
     }
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
@@ -77,7 +82,7 @@ pub fn spawn(
                 Err(e) => tracing::error!(error = %e, "policy reload task failed"),
             }
             if let Some(w) = &mut watcher {
-                rewatch(w, &mut watched, &policies);
+                rewatch(w, &mut watched, &relevant, &policies);
             }
         }
     });
@@ -85,8 +90,25 @@ pub fn spawn(
 }
 
 /// Watches the directory of every file the policy depends on (they may change on reload).
-fn rewatch(watcher: &mut impl Watcher, watched: &mut BTreeSet<PathBuf>, policies: &Policies) {
+/// Whether an event's path is one the policy depends on. Directories are watched, so their
+/// other files (logs, a benchmark's output, editors' swap files) must not cost a reload;
+/// names starting with `..` are the Kubernetes ConfigMap internals (`..data`, `..<time>`).
+fn concerns(path: &Path, names: &HashSet<OsString>) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..") || names.contains(n))
+}
+
+fn rewatch(
+    watcher: &mut impl Watcher,
+    watched: &mut BTreeSet<PathBuf>,
+    relevant: &RwLock<HashSet<OsString>>,
+    policies: &Policies,
+) {
     let snap = policies.current();
+    *relevant.write().unwrap_or_else(|p| p.into_inner()) = std::iter::once(policies.file())
+        .chain(snap.referenced_files.iter().map(PathBuf::as_path))
+        .filter_map(|f| f.file_name().map(OsString::from))
+        .collect();
     let dirs: BTreeSet<PathBuf> = std::iter::once(policies.file())
         .chain(snap.referenced_files.iter().map(PathBuf::as_path))
         .map(|f| {
