@@ -179,7 +179,8 @@ impl Error {
         }
     }
 
-    pub fn source(&self) -> Source {
+    /// Named `origin`, not `source`: thiserror already gives `Error` the std `source()`.
+    pub fn origin(&self) -> Source {
         match self {
             Error::UpstreamUnavailable(_) | Error::UpstreamTimeout => Source::Upstream,
             Error::EncryptionFailed(_)

@@ -159,7 +159,7 @@ async fn process(
             t.route = Some(route.id.clone());
             match decide(state, snap, route, &m.params, &parts.headers, &mut body, t).await {
                 Ok(permit) => permit,
-                Err(e) if route.shadow && e.source() == crate::error::Source::Client => {
+                Err(e) if route.shadow && e.origin() == crate::error::Source::Client => {
                     t.shadowed = Some(e.code());
                     state
                         .metrics

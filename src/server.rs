@@ -98,7 +98,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         replay,
         limiter,
         metrics: metrics.clone(),
-        access_log: AccessLog::new(options.access_log),
+        access_log: AccessLog::new(options.access_log, metrics.access_log_dropped.clone()),
         draining: AtomicBool::new(false),
         policies: policies.clone(),
         config,

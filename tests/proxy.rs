@@ -858,6 +858,9 @@ async fn admin_endpoints_report_and_never_leak_secrets() {
         "scopegate_inflight_requests",
         "scopegate_policy_reloads_total",
         "scopegate_policy_generation",
+        "scopegate_access_log_dropped_total",
+        "scopegate_token_cache_hits_total",
+        "scopegate_upstream_errors_total",
     ] {
         assert!(metrics.contains(family), "{family} missing");
     }

@@ -5,13 +5,13 @@
 //! requests down.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const MAX_BUFFERED: usize = 16 * 1024 * 1024;
 
+use prometheus::IntCounter;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -41,16 +41,17 @@ pub struct Record<'a> {
 
 pub struct AccessLog {
     shared: Option<Arc<Mutex<Vec<u8>>>>,
-    pub dropped: AtomicU64,
+    /// `scopegate_access_log_dropped_total`: lines lost to a full buffer.
+    dropped: IntCounter,
 }
 
 impl AccessLog {
     /// Lines go to stdout; `enabled: false` discards them (benchmarks, tests).
-    pub fn new(enabled: bool) -> AccessLog {
+    pub fn new(enabled: bool, dropped: IntCounter) -> AccessLog {
         if !enabled {
             return AccessLog {
                 shared: None,
-                dropped: AtomicU64::new(0),
+                dropped,
             };
         }
         let shared = Arc::new(Mutex::new(Vec::with_capacity(64 * 1024)));
@@ -67,7 +68,7 @@ impl AccessLog {
             .ok();
         AccessLog {
             shared: Some(shared),
-            dropped: AtomicU64::new(0),
+            dropped,
         }
     }
 
@@ -79,7 +80,7 @@ impl AccessLog {
         line.push(b'\n');
         let mut buf = shared.lock().unwrap_or_else(|p| p.into_inner());
         if buf.len() + line.len() > MAX_BUFFERED {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.inc();
             return;
         }
         buf.extend_from_slice(&line);

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub token_cache_misses: IntCounter,
     pub upstream_errors: IntCounterVec,
     pub shadow_denials: IntCounterVec,
+    pub access_log_dropped: IntCounter,
 }
 
 /// Latency buckets from 50 µs: the proxy's own work is sub-millisecond.
@@ -100,6 +101,7 @@ impl Metrics {
                 &["route", "code"],
             )
             .expect("valid metric"),
+            access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
             registry,
         };
         for c in [
@@ -114,11 +116,16 @@ impl Metrics {
             Box::new(m.token_cache_misses.clone()),
             Box::new(m.upstream_errors.clone()),
             Box::new(m.shadow_denials.clone()),
+            Box::new(m.access_log_dropped.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
         }
+        // Known label values exist from the start, so rate() has a zero to start from.
         for r in ["success", "failure", "unchanged"] {
             m.reloads.with_label_values(&[r]);
+        }
+        for kind in ["connect", "timeout", "protocol"] {
+            m.upstream_errors.with_label_values(&[kind]);
         }
         m
     }
