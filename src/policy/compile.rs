@@ -60,7 +60,22 @@ pub fn load(file: &Path, ctx: &Context) -> Result<Compiled, FileErrors> {
 }
 
 pub fn compile_bytes(file: &Path, bytes: &[u8], ctx: &Context) -> Result<Compiled, FileErrors> {
-    let sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes));
+    compile_hashed(file, bytes, sha256_hex(bytes), ctx)
+}
+
+/// The policy's identity as `/policy` reports it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+/// `compile_bytes` for a caller that already hashed the bytes (a reload hashes first to
+/// skip unchanged files; a 16 MB policy should not be hashed twice).
+pub fn compile_hashed(
+    file: &Path,
+    bytes: &[u8],
+    sha256: String,
+    ctx: &Context,
+) -> Result<Compiled, FileErrors> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| FileError::new(file, 0, "policy is not UTF-8"))?;
     // JSON is YAML, and machine-generated policies (100,000 keys) are often written as JSON:

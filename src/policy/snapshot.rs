@@ -50,7 +50,7 @@ impl Policies {
         let bytes = read(file)?;
         let compiled = compile::compile_bytes(file, &bytes, &ctx)?;
         let warnings = compiled.warnings.clone();
-        let snap = snapshot(compiled, &bytes, 1);
+        let snap = snapshot(compiled, 1);
         Ok((
             Policies {
                 file: file.to_path_buf(),
@@ -83,25 +83,26 @@ impl Policies {
         let bytes = read(&self.file).map_err(failed)?;
         // Editors and ConfigMap swaps fire several events per change: hash first, and only
         // compile when some byte of the policy or a file it reads actually changed.
+        let sha256 = compile::sha256_hex(&bytes);
         let current = self.current.load();
-        if fingerprint(&bytes, &current.referenced_files) == current.fingerprint {
+        if fingerprint(&sha256, &current.referenced_files) == current.fingerprint {
             metrics.reloads.with_label_values(&["unchanged"]).inc();
             return Ok(Reloaded::Unchanged);
         }
         drop(current);
-        let compiled = compile::compile_bytes(&self.file, &bytes, &self.ctx).map_err(failed)?;
+        let compiled =
+            compile::compile_hashed(&self.file, &bytes, sha256, &self.ctx).map_err(failed)?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.current
-            .store(Arc::new(snapshot(compiled, &bytes, generation)));
+        self.current.store(Arc::new(snapshot(compiled, generation)));
         metrics.reloads.with_label_values(&["success"]).inc();
         metrics.generation.set(generation as i64);
         Ok(Reloaded::Swapped(generation))
     }
 }
 
-fn snapshot(c: compile::Compiled, policy_bytes: &[u8], generation: u64) -> Snapshot {
+fn snapshot(c: compile::Compiled, generation: u64) -> Snapshot {
     Snapshot {
-        fingerprint: fingerprint(policy_bytes, &c.referenced_files),
+        fingerprint: fingerprint(&c.sha256, &c.referenced_files),
         policy: c.policy,
         generation,
         sha256: c.sha256,
@@ -116,11 +117,10 @@ fn read(file: &Path) -> Result<Vec<u8>, FileErrors> {
     })
 }
 
-/// The policy's bytes and every referenced file's path and bytes (key files are small).
-fn fingerprint(policy: &[u8], referenced: &[PathBuf]) -> [u8; 32] {
+/// The policy's sha256 and every referenced file's path and bytes (key files are small).
+fn fingerprint(policy_sha256: &str, referenced: &[PathBuf]) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    ctx.update(&(policy.len() as u64).to_le_bytes());
-    ctx.update(policy);
+    ctx.update(policy_sha256.as_bytes());
     for f in referenced {
         ctx.update(f.as_os_str().as_encoded_bytes());
         ctx.update(&std::fs::read(f).unwrap_or_default());
