@@ -296,3 +296,67 @@ fn kubernetes_example_embeds_a_valid_config_and_policy() {
     let (code, out, err) = scopegate(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The rest of SPEC §1.2's validation list (and §4's shared-key length), each with the line
+/// it is reported on, checked through a config so upstream names are known.
+#[test]
+fn check_reports_the_remaining_validation_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = fixture("app-rsa.pub.pem").display().to_string();
+    let jwe = fixture("proxy-jwe-rsa.key.pem").display().to_string();
+    let short_key = dir.path().join("short.key");
+    std::fs::write(&short_key, "c2hvcnQ").unwrap(); // base64url of 5 bytes
+    let policy = format!(
+        r#"version: 1
+scopes: {{ r: read }}
+routes:
+  - {{ id: a, methods: [GET], path: /a, auth: [jwt], upstream: nowhere }}
+apps:
+  - {{ client_id: rs, algorithms: [RS256] }}
+  - {{ client_id: dup, algorithms: [HS256], secret: {{ value: s1 }} }}
+  - {{ client_id: dup, algorithms: [HS256], secret: {{ value: s2 }} }}
+  - {{ client_id: es, algorithms: [ES256], public_key_file: "{rsa}" }}
+  - {{ client_id: hdr, algorithms: [HS256], secret: {{ value: s3 }}, claims_to_headers: {{ tenant: x-tenant }} }}
+  - {{ client_id: enc, algorithms: [HS256], secret: {{ value: s4 }}, payload_encryption: {{ shared_key: {{ file: "{short}" }} }} }}
+api_keys:
+  - {{ id: k, sha256: {h1} }}
+  - {{ id: k, sha256: {h2} }}
+jwe_keys:
+  - {{ kid: sg, private_key_file: "{jwe}" }}
+  - {{ kid: sg, private_key_file: "{jwe}" }}
+"#,
+        short = short_key.display(),
+        h1 = "a".repeat(64),
+        h2 = "b".repeat(64),
+    );
+    let policy_file = dir.path().join("policy.yaml");
+    std::fs::write(&policy_file, policy).unwrap();
+    let config = dir.path().join("scopegate.yaml");
+    std::fs::write(
+        &config,
+        "policy_file: policy.yaml\nupstreams: { default: http://127.0.0.1:9 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = scopegate(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let path = policy_file.display().to_string();
+    for (line, what) in [
+        (4, "upstream \"nowhere\" is not defined in the config"),
+        (6, "RS*/PS*/ES*/EdDSA algorithms need a `public_key_file`"),
+        (8, "app client_id \"dup\" is used twice"),
+        (9, "does not fit the Rsa public key"),
+        (
+            10,
+            "claims_to_headers target \"x-tenant\" must be a header name starting with",
+        ),
+        (11, "payload_encryption.shared_key"),
+        (14, "api key id \"k\" is used twice"),
+        (17, "jwe key kid \"sg\" is used twice"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
+            "missing {line}: {what} in\n{err}"
+        );
+    }
+}
