@@ -45,8 +45,7 @@ pub fn authorize<'p>(
     principal: Principal,
     environments: &BTreeMap<String, usize>,
 ) -> Result<Permit<'p>, Error> {
-    let missing = policy.scopes.missing(&principal.scopes, &route.scopes);
-    if !missing.is_empty() {
+    if let Some(missing) = policy.scopes.missing(&principal.scopes, &route.scopes) {
         if matches!(principal.identity, Identity::Anonymous) {
             return Err(Error::MissingCredentials);
         }
