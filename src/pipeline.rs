@@ -314,7 +314,7 @@ async fn decide<'p>(
         Identity::Jwt { app } => app
             .rate_limit
             .map(|rl| (format!("app:{}", app.client_id), rl)),
-        Identity::ApiKey { key } => key.rate_limit.map(|rl| (format!("key:{}", key.id), rl)),
+        Identity::ApiKey { key } => key.rate_limit.map(|rl| (format!("key:{}", key.id()), rl)),
         _ => None,
     };
     if let Some((bucket, rl)) = limit {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// A problem in an operator's file, located as precisely as the parser or the validator can.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub fn read(file: &Path) -> Result<String, FileError> {
 }
 
 /// Parses YAML text; unknown keys are rejected by the types (`deny_unknown_fields`).
-pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
+pub fn parse<'a, T: Deserialize<'a>>(file: &Path, text: &'a str) -> Result<T, FileError> {
     serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| {
         let line = e.location().map(|l| l.line()).unwrap_or(0);
         // The rendered message may quote the offending source line; keep only the first

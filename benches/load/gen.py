@@ -9,6 +9,7 @@ writes
                       test key), 100 API keys
     policy-big.yaml   the same plus 10,000 HS256 apps and 100,000 API keys (startup, RSS, and
                       the big-policy API-key run)
+    policy-big.json   policy-big.yaml as JSON (the form a generator would write; JSON is YAML)
     creds.env         HS_SECRET, HS_TOKEN, RS_TOKEN, API_KEY, BIG_API_KEY (shell syntax)
 
 Tokens are signed here with joserfc, an implementation independent of scopegate's, and
@@ -16,6 +17,7 @@ live for two hours (longer than any run).
 """
 
 import hashlib
+import json
 import sys
 import time
 import warnings
@@ -77,6 +79,36 @@ def write_policy(path: Path, rsa_pub: Path, apps: int, keys: int) -> None:
             f.write(key_line(i))
 
 
+def write_policy_json(path: Path, rsa_pub: Path, apps: int, keys: int) -> None:
+    """The same policy as `write_policy`, as JSON."""
+    grant = lambda items: {"scopes": [SCOPE], "resources": {"bots": items}}
+    policy = {
+        "version": 1,
+        "scopes": {SCOPE: "View bots", "bots:write": "Create and update bots"},
+        "routes": [
+            {"id": "open", "methods": ["GET"], "path": "/open", "auth": ["none"]},
+            {"id": "bot-read", "methods": ["GET"], "path": "/v1/bots/{botId}",
+             "auth": ["jwt", "api_key"], "scopes": [SCOPE],
+             "resource": {"kind": "bots", "param": "botId"}},
+        ],
+        "apps": [
+            {"client_id": "load-hs256", "algorithms": ["HS256"],
+             "secret": {"value": HS_SECRET}, **grant(["*"])},
+            {"client_id": "load-rs256", "algorithms": ["RS256"],
+             "public_key_file": str(rsa_pub), **grant(["*"])},
+        ] + [
+            {"client_id": f"app-{i:05d}", "algorithms": ["HS256"],
+             "secret": {"value": f"{HS_SECRET}-{i}"}, **grant([f"st-{i}"])}
+            for i in range(apps)
+        ],
+        "api_keys": [
+            {"id": f"key-{i:06d}", "sha256": sha256_hex(api_key(i)), **grant(["*"])}
+            for i in range(keys)
+        ],
+    }
+    path.write_text(json.dumps(policy, separators=(",", ":")))
+
+
 def token(alg: str, app_id: str, key) -> str:
     now = int(time.time())
     claims = {"appId": app_id, "sub": "load-user", "iat": now, "exp": now + 7200, "scope": SCOPE}
@@ -89,6 +121,7 @@ def main() -> None:
     rsa_pub = keys / "app-rsa.pub.pem"
     write_policy(work / "policy.yaml", rsa_pub, 0, SMALL_KEYS)
     write_policy(work / "policy-big.yaml", rsa_pub, BIG_APPS, BIG_KEYS)
+    write_policy_json(work / "policy-big.json", rsa_pub, BIG_APPS, BIG_KEYS)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # joserfc warns about oct keys it did not generate

@@ -1,8 +1,6 @@
 //! Bearer API keys (SPEC §3.4): only the SHA-256 of each key is in the policy, so the
 //! lookup hashes what was presented and finds it in a map built at load.
 
-use std::sync::Arc;
-
 use super::{Identity, Principal};
 use crate::error::Error;
 use crate::policy::{ApiKey, Policy};
@@ -26,7 +24,7 @@ pub fn verify(policy: &Policy, presented: &str, now_unix: i64) -> Result<Princip
 
 /// Hash lookup: a timing difference here reveals at most whether a random SHA-256 prefix
 /// exists, which is useless without the preimage.
-pub fn lookup<'p>(policy: &'p Policy, presented: &str) -> Option<&'p Arc<ApiKey>> {
+pub fn lookup<'p>(policy: &'p Policy, presented: &str) -> Option<&'p ApiKey> {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
     let hash: [u8; 32] = digest.as_ref().try_into().ok()?;
     policy.api_keys.get(&hash)

@@ -24,7 +24,7 @@ pub enum Identity {
         app: Arc<App>,
     },
     ApiKey {
-        key: Arc<ApiKey>,
+        key: ApiKey,
     },
     Webhook,
 }
@@ -66,7 +66,7 @@ impl Principal {
     pub fn id(&self) -> Option<&str> {
         match &self.identity {
             Identity::Jwt { app } => Some(&app.client_id),
-            Identity::ApiKey { key } => Some(&key.id),
+            Identity::ApiKey { key } => Some(key.id()),
             _ => None,
         }
     }

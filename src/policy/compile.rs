@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, Method};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde_saphyr::Spanned;
 
-use super::raw::{self, RawGrant, RawPolicy, SecretRef};
+use super::raw::{self, RawGrant, RawPolicy, SecretRef, Str};
 use super::routes::{Methods, Router, Template};
 use super::*;
 use crate::jose::keys::{JweKey, Recipient, SharedKey, jwks_document};
@@ -93,10 +93,10 @@ pub fn compile_hashed(
     compile_raw(file, raw, ctx, sha256)
 }
 
-fn compile_raw(
-    file: &Path,
-    raw: RawPolicy,
-    ctx: &Context,
+fn compile_raw<'a>(
+    file: &'a Path,
+    raw: RawPolicy<'a>,
+    ctx: &'a Context,
     sha256: String,
 ) -> Result<Compiled, FileErrors> {
     let mut c = Compiler {
@@ -129,8 +129,8 @@ struct Compiler<'a> {
     files: Vec<PathBuf>,
     /// Recently built scope sets and grants: generated policies repeat the same few across
     /// thousands of keys, and sharing them saves most of a large policy's allocations.
-    scope_memo: Vec<(Vec<String>, ScopeSet, HeaderValue)>,
-    grant_memo: Vec<(BTreeMap<String, RawGrant>, Arc<Grants>)>,
+    scope_memo: Vec<(Vec<Str<'a>>, ScopeSet, HeaderValue)>,
+    grant_memo: Vec<(BTreeMap<Str<'a>, RawGrant<'a>>, Arc<Grants>)>,
 }
 
 const MEMO: usize = 16;
@@ -149,7 +149,7 @@ fn line<T>(s: &Spanned<T>) -> u64 {
     s.referenced.line()
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
     fn err(&mut self, line: u64, msg: impl Into<String>) {
         self.errors.push(FileError::new(self.file, line, msg));
     }
@@ -158,7 +158,7 @@ impl Compiler<'_> {
         self.warnings.push(FileError::new(self.file, line, msg));
     }
 
-    fn policy(&mut self, raw: RawPolicy) -> Policy {
+    fn policy(&mut self, raw: RawPolicy<'a>) -> Policy {
         if raw.version.value != 1 {
             self.err(
                 line(&raw.version),
@@ -220,26 +220,7 @@ impl Compiler<'_> {
             }
         }
 
-        let mut key_ids = HashSet::with_capacity(raw.api_keys.len());
-        for k in &raw.api_keys {
-            if !key_ids.insert(k.value.id.as_str()) {
-                self.err(
-                    line(k),
-                    format!("api key id {:?} is used twice", k.value.id),
-                );
-            }
-        }
-        drop(key_ids);
-        let mut api_keys = HashMap::with_capacity(raw.api_keys.len());
-        for k in raw.api_keys {
-            let l = line(&k);
-            let k = k.value;
-            if let Some((hash, key)) = self.api_key(&scopes, l, k) {
-                if api_keys.insert(hash, Arc::new(key)).is_some() {
-                    self.err(l, "two api keys have the same sha256");
-                }
-            }
-        }
+        let api_keys = self.api_keys(&scopes, raw.api_keys);
 
         let mut jwe_keys: Vec<JweKey> = Vec::new();
         for k in raw.jwe_keys {
@@ -281,7 +262,7 @@ impl Compiler<'_> {
     fn scope_set(
         &mut self,
         scopes: &Scopes,
-        names: &[Spanned<String>],
+        names: &[Spanned<Str<'a>>],
         what: &What<'_>,
     ) -> ScopeSet {
         for n in names {
@@ -292,14 +273,14 @@ impl Compiler<'_> {
                 );
             }
         }
-        scopes.set(names.iter().map(|n| n.value.as_str()))
+        scopes.set(names.iter().map(|n| &*n.value))
     }
 
     fn route(
         &mut self,
         scopes: &Scopes,
         l: u64,
-        r: raw::RawRoute,
+        r: raw::RawRoute<'a>,
     ) -> Option<(Route, Template, Methods)> {
         let what = What("route", &r.id);
         let template = match Template::parse(&r.path.value) {
@@ -475,10 +456,10 @@ impl Compiler<'_> {
     fn principal_scopes(
         &mut self,
         scopes: &Scopes,
-        names: &[Spanned<String>],
+        names: &[Spanned<Str<'a>>],
         what: &What<'_>,
     ) -> (ScopeSet, HeaderValue) {
-        let same = |m: &(Vec<String>, ScopeSet, HeaderValue)| {
+        let same = |m: &(Vec<Str<'a>>, ScopeSet, HeaderValue)| {
             m.0.len() == names.len() && m.0.iter().zip(names).all(|(a, b)| *a == b.value)
         };
         if let Some(m) = self.scope_memo.iter().find(|m| same(m)) {
@@ -500,7 +481,7 @@ impl Compiler<'_> {
     fn shared_grants(
         &mut self,
         l: u64,
-        raw: &BTreeMap<String, RawGrant>,
+        raw: &BTreeMap<Str<'a>, RawGrant<'a>>,
         what: &What<'_>,
     ) -> Arc<Grants> {
         if let Some(m) = self.grant_memo.iter().find(|m| &m.0 == raw) {
@@ -514,17 +495,17 @@ impl Compiler<'_> {
         g
     }
 
-    fn grants(&mut self, l: u64, raw: &BTreeMap<String, RawGrant>, what: &What<'_>) -> Grants {
+    fn grants(&mut self, l: u64, raw: &BTreeMap<Str<'a>, RawGrant<'a>>, what: &What<'_>) -> Grants {
         let mut out = HashMap::new();
         for (kind, g) in raw {
             let mut kg = KindGrant::default();
             match g {
                 RawGrant::List(items) => {
                     for item in items {
-                        if item == "*" {
+                        if &**item == "*" {
                             kg.any_item = Actions::ALL;
                         } else {
-                            kg.items.insert(item.clone(), Actions::ALL);
+                            kg.items.insert(item.to_string(), Actions::ALL);
                         }
                     }
                 }
@@ -539,20 +520,20 @@ impl Compiler<'_> {
                         let a = actions
                             .iter()
                             .fold(Actions::default(), |acc, a| acc.union(Actions::of(*a)));
-                        if item == "*" {
+                        if &**item == "*" {
                             kg.any_item = a;
                         } else {
-                            kg.items.insert(item.clone(), a);
+                            kg.items.insert(item.to_string(), a);
                         }
                     }
                 }
             }
-            out.insert(kind.clone(), kg);
+            out.insert(kind.to_string(), kg);
         }
         Grants(out)
     }
 
-    fn app(&mut self, scopes: &Scopes, l: u64, a: raw::RawApp) -> Option<App> {
+    fn app(&mut self, scopes: &Scopes, l: u64, a: raw::RawApp<'a>) -> Option<App> {
         let what = What("app", &a.client_id);
         if a.client_id.is_empty() {
             self.err(l, "app client_id must not be empty");
@@ -678,9 +659,8 @@ impl Compiler<'_> {
             .map(|s| HmacKeys::new(&s.0, &algorithms))
             .unwrap_or_default();
         Some(App {
-            name: a.name.clone().unwrap_or_else(|| a.client_id.clone()),
             id_header: self.header_value(l, &a.client_id, "app client_id"),
-            client_id: a.client_id,
+            client_id: a.client_id.to_string(),
             algorithms,
             secret,
             hmac_keys,
@@ -714,50 +694,89 @@ impl Compiler<'_> {
         })
     }
 
-    fn api_key(
-        &mut self,
-        scopes: &Scopes,
-        l: u64,
-        k: raw::RawApiKey,
-    ) -> Option<([u8; 32], ApiKey)> {
-        let what = What("api key", &k.id);
-        let mut decoded = [0u8; 32];
-        let hash = hex::decode_to_slice(&k.sha256, &mut decoded)
-            .ok()
-            .map(|()| decoded);
-        if hash.is_none() {
-            self.err(l, format!("{what}: sha256 must be 64 hex characters"));
-        }
-        let expires = k.expires.as_deref().and_then(|e| {
-            match time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339) {
-                Ok(t) => Some(t.unix_timestamp()),
-                Err(_) => {
-                    self.err(l, format!("{what}: expires {e:?} is not an RFC 3339 time"));
-                    None
-                }
+    /// The keys were read compactly (`raw::RawApiKeys`): each distinct scope list and
+    /// grant is compiled once, and every key id is a slice of one buffer, so 100,000 keys
+    /// cost no allocation of their own (and nothing to free when the policy is replaced).
+    fn api_keys(&mut self, scopes: &Scopes, raw: raw::RawApiKeys<'a>) -> HashMap<[u8; 32], ApiKey> {
+        let scope_sets: Vec<(ScopeSet, HeaderValue)> = raw
+            .scope_lists
+            .iter()
+            .map(|(first, names)| {
+                let set = self.scope_set(scopes, names, &What("api key", &raw.keys[*first].id));
+                let header = scopes_header(scopes, &set);
+                (set, header)
+            })
+            .collect();
+        let grants: Vec<Arc<Grants>> = raw
+            .grants
+            .iter()
+            .map(|(first, g)| {
+                let k = &raw.keys[*first];
+                Arc::new(self.grants(k.line, g, &What("api key", &k.id)))
+            })
+            .collect();
+
+        let mut ids = String::with_capacity(raw.keys.iter().map(|k| k.id.len()).sum());
+        let mut seen = HashSet::with_capacity(raw.keys.len());
+        for k in &raw.keys {
+            if !seen.insert(&*k.id) {
+                self.err(k.line, format!("api key id {:?} is used twice", k.id));
             }
-        });
-        let (key_scopes, key_scopes_header) = self.principal_scopes(scopes, &k.scopes, &what);
-        let grants = self.shared_grants(l, &k.resources, &what);
-        let rate_limit = k
-            .rate_limit
-            .as_ref()
-            .and_then(|r| self.rate_limit(l, r, &what));
-        Some((
-            hash?,
-            ApiKey {
-                name: k.name.unwrap_or_else(|| k.id.clone()),
-                id_header: self.header_value(l, &k.id, "api key id"),
-                id: k.id,
+            ids.push_str(&k.id);
+        }
+        drop(seen);
+        let ids = Bytes::from(ids);
+        let mut at = 0;
+        let mut out = HashMap::with_capacity(raw.keys.len());
+        for k in raw.keys {
+            let (l, what) = (k.line, What("api key", &k.id));
+            let id = ids.slice(at..at + k.id.len());
+            at += k.id.len();
+            let id = match HeaderValue::from_maybe_shared(id) {
+                Ok(h) if !k.id.is_empty() && h.to_str().is_ok() => h,
+                _ => {
+                    self.err(
+                        l,
+                        format!("api key id {:?} must be non-empty printable ASCII", k.id),
+                    );
+                    continue;
+                }
+            };
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(k.sha256.as_bytes(), &mut hash).is_err() {
+                self.err(l, format!("{what}: sha256 must be 64 hex characters"));
+                continue;
+            }
+            let expires = k.expires.as_deref().and_then(|e| {
+                match time::OffsetDateTime::parse(e, &time::format_description::well_known::Rfc3339)
+                {
+                    Ok(t) => Some(t.unix_timestamp()),
+                    Err(_) => {
+                        self.err(l, format!("{what}: expires {e:?} is not an RFC 3339 time"));
+                        None
+                    }
+                }
+            });
+            let rate_limit = k
+                .rate_limit
+                .as_ref()
+                .and_then(|r| self.rate_limit(l, r, &what));
+            let (scopes, scopes_header) = scope_sets[k.scopes].clone();
+            let key = ApiKey {
+                id,
                 environment: k.environment,
-                scopes_header: key_scopes_header,
-                scopes: key_scopes,
-                grants,
+                scopes,
+                scopes_header,
+                grants: grants[k.grants].clone(),
                 expires,
                 disabled: k.disabled,
                 rate_limit,
-            },
-        ))
+            };
+            if out.insert(hash, key).is_some() {
+                self.err(l, "two api keys have the same sha256");
+            }
+        }
+        out
     }
 
     /// Ids travel in identity headers, so they must be valid header values.
@@ -896,5 +915,132 @@ fn pem_public_key_kind(pem: &[u8]) -> Option<PublicKeyKind> {
         Some(PublicKeyKind::Ed25519)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write;
+
+    use super::*;
+
+    fn compile(text: &str) -> Result<Policy, String> {
+        compile_bytes(Path::new("p.yaml"), text.as_bytes(), &Context::standalone())
+            .map(|c| c.policy)
+            .map_err(|e| e.to_string())
+    }
+
+    fn digest(key: &str) -> [u8; 32] {
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap()
+    }
+
+    /// `n` keys where key `i` has scope `s{i % distinct}` and bot `b{i % distinct}`.
+    fn keys_policy(n: usize, distinct: usize) -> String {
+        let mut p = String::from("version: 1\nscopes:\n");
+        for s in 0..distinct {
+            writeln!(p, "  s{s}: x").unwrap();
+        }
+        p.push_str("api_keys:\n");
+        for i in 0..n {
+            let d = i % distinct;
+            writeln!(
+                p,
+                "  - {{ id: k{i}, sha256: {}, scopes: [s{d}], resources: {{ bots: [b{d}] }} }}",
+                hex::encode(digest(&format!("key{i}")))
+            )
+            .unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn every_key_keeps_its_own_scopes_and_grants_when_lists_are_shared() {
+        // More distinct lists than the reader compares a new key with, cycled, so lists are
+        // both shared and re-added; each key must still get exactly its own.
+        let distinct = 2 * 16 + 3;
+        let policy = compile(&keys_policy(200, distinct)).unwrap();
+        assert_eq!(policy.api_keys.len(), 200);
+        for i in 0..200 {
+            let key = &policy.api_keys[&digest(&format!("key{i}"))];
+            let d = i % distinct;
+            assert_eq!(key.id(), format!("k{i}"));
+            assert_eq!(key.id, HeaderValue::from_str(&format!("k{i}")).unwrap());
+            let own = policy.scopes.get(&format!("s{d}")).unwrap();
+            assert_eq!(key.scopes.iter().collect::<Vec<_>>(), vec![own], "key {i}");
+            assert_eq!(key.scopes_header, format!("s{d}").as_str());
+            assert!(
+                key.grants
+                    .allows("bots", &format!("b{d}"), Some(Action::Delete))
+            );
+            let other = (d + 1) % distinct;
+            assert!(
+                !key.grants.allows("bots", &format!("b{other}"), None),
+                "key {i}"
+            );
+        }
+        // Neighbours with the same lists share one compiled copy.
+        let small = compile(&keys_policy(4, 1)).unwrap();
+        let mut keys = small.api_keys.values();
+        let (a, b) = (keys.next().unwrap(), keys.next().unwrap());
+        assert!(Arc::ptr_eq(&a.grants, &b.grants));
+    }
+
+    #[test]
+    fn json_with_and_without_escapes_compiles_like_yaml() {
+        let key = hex::encode(digest("sk_1"));
+        let yaml = format!(
+            "version: 1\nscopes: {{ a: x }}\napi_keys:\n  - {{ id: key-1, sha256: {key}, scopes: [a], resources: {{ bots: {{ b1: [read], \"*\": [write] }} }} }}\n"
+        );
+        // Escaped strings cannot be borrowed from the text; the parser hands them over owned.
+        let json = format!(
+            r#"{{"version":1,"scopes":{{"a":"x"}},"api_keys":[{{"id":"key\u002d1","sha256":"{key}","scopes":["\u0061"],"resources":{{"bots":{{"b\u0031":["read"],"*":["write"]}}}}}}]}}"#
+        );
+        for text in [yaml, json] {
+            let policy = compile(&text).unwrap();
+            let k = &policy.api_keys[&digest("sk_1")];
+            assert_eq!(k.id(), "key-1");
+            assert_eq!(k.scopes_header, "a");
+            assert!(k.grants.allows("bots", "b1", Some(Action::Read)));
+            assert!(k.grants.allows("bots", "b2", Some(Action::Write)));
+            assert!(!k.grants.allows("bots", "b2", Some(Action::Read)));
+        }
+    }
+
+    #[test]
+    fn malformed_grants_and_key_ids_are_refused_on_their_line() {
+        let key = hex::encode(digest("sk_1"));
+        let cases = [
+            (
+                format!(
+                    "  - {{ id: k, sha256: {key}, resources: {{ bots: {{ b1: [read], b1: [write] }} }} }}"
+                ),
+                "duplicate mapping key: b1",
+            ),
+            (
+                format!("  - {{ id: k, sha256: {key}, resources: {{ bots: b1 }} }}"),
+                "a list of items, or a map of item to actions",
+            ),
+            (
+                format!("  - {{ id: k, sha256: {key}, resources: {{ bots: {{ b1: [fly] }} }} }}"),
+                "fly",
+            ),
+            (
+                format!("  - {{ id: \"k\u{e9}\", sha256: {key} }}"),
+                "must be non-empty printable ASCII",
+            ),
+            (
+                format!("  - {{ id: \"\", sha256: {key} }}"),
+                "must be non-empty printable ASCII",
+            ),
+        ];
+        for (entry, message) in cases {
+            let text = format!("version: 1\napi_keys:\n{entry}\n");
+            let err = compile(&text).expect_err(&entry);
+            assert!(err.starts_with("p.yaml:3:"), "{entry}: {err}");
+            assert!(err.contains(message), "{entry}: {err}");
+        }
     }
 }

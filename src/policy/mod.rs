@@ -224,7 +224,6 @@ pub struct App {
     pub client_id: String,
     /// `client_id` as the `x-auth-app-id` value, made once.
     pub id_header: HeaderValue,
-    pub name: String,
     pub algorithms: Vec<Algorithm>,
     pub secret: Option<Secret>,
     pub hmac_keys: HmacKeys,
@@ -283,12 +282,12 @@ impl fmt::Debug for HmacKeys {
     }
 }
 
-#[derive(Debug)]
+/// An API key's grants. Cloned into each request's principal: the clone only bumps
+/// reference counts (its id is a slice of one buffer shared by every key).
+#[derive(Debug, Clone)]
 pub struct ApiKey {
-    pub id: String,
-    /// `id` as the `x-auth-key-id` value, made once.
-    pub id_header: HeaderValue,
-    pub name: String,
+    /// The key's id as the `x-auth-key-id` value; printable ASCII, checked at load.
+    pub id: HeaderValue,
     pub environment: Environment,
     pub scopes: ScopeSet,
     pub scopes_header: HeaderValue,
@@ -297,6 +296,12 @@ pub struct ApiKey {
     pub expires: Option<i64>,
     pub disabled: bool,
     pub rate_limit: Option<RateLimit>,
+}
+
+impl ApiKey {
+    pub fn id(&self) -> &str {
+        self.id.to_str().unwrap_or_default()
+    }
 }
 
 #[derive(Debug)]
@@ -348,7 +353,7 @@ pub struct Policy {
     pub routes: Vec<Route>,
     pub router: routes::Router,
     pub apps: HashMap<String, Arc<App>>,
-    pub api_keys: HashMap<[u8; 32], Arc<ApiKey>>,
+    pub api_keys: HashMap<[u8; 32], ApiKey>,
     pub jwe_keys: Vec<JweKey>,
     /// The public JWKS document of `jwe_keys`, rendered once.
     pub jwks: Bytes,

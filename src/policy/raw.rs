@@ -2,27 +2,77 @@
 //! Unknown keys are errors, so a typo can never silently weaken a rule. Nothing here is
 //! validated beyond its shape; `compile` does the rest.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::yaml;
 
+/// A string of the policy file, borrowed from its text whenever the parser can lend it (no
+/// escapes): a policy with 100,000 keys is then read without an allocation per string.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Str<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Quoted, as a `String` would be: errors show it with `{:?}`.
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPolicy {
+pub struct RawPolicy<'a> {
     pub version: Spanned<u32>,
     #[serde(default)]
     pub scopes: BTreeMap<String, String>,
-    #[serde(default)]
-    pub routes: Vec<Spanned<RawRoute>>,
-    #[serde(default)]
-    pub apps: Vec<Spanned<RawApp>>,
-    #[serde(default)]
-    pub api_keys: Vec<Spanned<RawApiKey>>,
+    #[serde(default, borrow)]
+    pub routes: Vec<Spanned<RawRoute<'a>>>,
+    #[serde(default, borrow)]
+    pub apps: Vec<Spanned<RawApp<'a>>>,
+    #[serde(default, borrow)]
+    pub api_keys: RawApiKeys<'a>,
     #[serde(default)]
     pub jwe_keys: Vec<Spanned<RawJweKey>>,
     pub token_endpoint: Option<Spanned<serde_json::Value>>,
@@ -63,13 +113,13 @@ pub enum Action {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub struct RawRoute<'a> {
     pub id: String,
     pub methods: Vec<Spanned<String>>,
     pub path: Spanned<String>,
     pub auth: Vec<AuthKind>,
-    #[serde(default)]
-    pub scopes: Vec<Spanned<String>>,
+    #[serde(default, borrow)]
+    pub scopes: Vec<Spanned<Str<'a>>>,
     pub resource: Option<Spanned<RawResource>>,
     #[serde(default)]
     pub encryption: Encryption,
@@ -106,11 +156,42 @@ pub enum SecretRef {
 
 /// Per-kind resource grants: a list grants every action on the items, a map grants
 /// the listed actions per item. `"*"` stands for any item.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
-pub enum RawGrant {
-    List(Vec<String>),
-    Map(BTreeMap<String, Vec<Action>>),
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawGrant<'a> {
+    List(Vec<Str<'a>>),
+    Map(BTreeMap<Str<'a>, Vec<Action>>),
+}
+
+/// By hand rather than `#[serde(untagged)]`, which buffers every value before trying each
+/// variant (allocations per key of a large policy) and reports a mismatch without saying why.
+impl<'de: 'a, 'a> Deserialize<'de> for RawGrant<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawGrant<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of items, or a map of item to actions")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawGrant::List(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut items = BTreeMap::new();
+                while let Some((item, actions)) = map.next_entry::<Str<'de>, Vec<Action>>()? {
+                    if items.contains_key(&item) {
+                        return Err(A::Error::custom(format!("item {item:?} is listed twice")));
+                    }
+                    items.insert(item, actions);
+                }
+                Ok(RawGrant::Map(items))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,9 +214,11 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawApp {
-    pub client_id: String,
-    pub name: Option<String>,
+pub struct RawApp<'a> {
+    #[serde(borrow)]
+    pub client_id: Str<'a>,
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
     pub algorithms: Vec<Spanned<String>>,
     pub secret: Option<SecretRef>,
     pub public_key_file: Option<PathBuf>,
@@ -152,10 +235,10 @@ pub struct RawApp {
     #[serde(default)]
     pub enforce_jwe: bool,
     pub payload_encryption: Option<Spanned<RawPayloadEncryption>>,
-    #[serde(default)]
-    pub scopes: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub resources: BTreeMap<String, RawGrant>,
+    #[serde(default, borrow)]
+    pub scopes: Vec<Spanned<Str<'a>>>,
+    #[serde(default, borrow)]
+    pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
     #[serde(default)]
     pub claims_to_headers: BTreeMap<String, String>,
     pub rate_limit: Option<RawRateLimit>,
@@ -171,17 +254,21 @@ pub enum Environment {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawApiKey {
-    pub id: String,
-    pub name: Option<String>,
-    pub sha256: String,
+pub struct RawApiKey<'a> {
+    #[serde(borrow)]
+    pub id: Str<'a>,
+    #[serde(borrow)]
+    pub name: Option<Str<'a>>,
+    #[serde(borrow)]
+    pub sha256: Str<'a>,
     #[serde(default)]
     pub environment: Environment,
-    #[serde(default)]
-    pub scopes: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub resources: BTreeMap<String, RawGrant>,
-    pub expires: Option<String>,
+    #[serde(default, borrow)]
+    pub scopes: Vec<Spanned<Str<'a>>>,
+    #[serde(default, borrow)]
+    pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
+    #[serde(borrow)]
+    pub expires: Option<Str<'a>>,
     #[serde(default)]
     pub disabled: bool,
     pub rate_limit: Option<RawRateLimit>,
@@ -192,4 +279,87 @@ pub struct RawApiKey {
 pub struct RawJweKey {
     pub kid: String,
     pub private_key_file: PathBuf,
+}
+
+/// `api_keys`, read one key at a time into a compact entry: the scope lists and resource
+/// grants that thousands of keys repeat are kept once, so a 100,000-key policy is never
+/// held as 100,000 parsed trees (that cost 140 MB and most of the load time).
+#[derive(Debug, Default)]
+pub struct RawApiKeys<'a> {
+    pub keys: Vec<KeyEntry<'a>>,
+    /// Distinct `scopes` lists, each with the index of the first key that has it (errors
+    /// name that key).
+    pub scope_lists: Vec<(usize, Vec<Spanned<Str<'a>>>)>,
+    /// Distinct `resources` maps, likewise.
+    pub grants: Vec<(usize, BTreeMap<Str<'a>, RawGrant<'a>>)>,
+}
+
+#[derive(Debug)]
+pub struct KeyEntry<'a> {
+    pub line: u64,
+    pub id: Str<'a>,
+    pub sha256: Str<'a>,
+    pub environment: Environment,
+    /// Index into `scope_lists`.
+    pub scopes: usize,
+    /// Index into `grants`.
+    pub grants: usize,
+    pub expires: Option<Str<'a>>,
+    pub disabled: bool,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// How many recent distinct lists a new key is compared with before it gets its own.
+const RECENT: usize = 16;
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawApiKeys<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawApiKeys<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of api keys")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = RawApiKeys::default();
+                out.keys.reserve(seq.size_hint().unwrap_or(0));
+                while let Some(k) = seq.next_element::<Spanned<RawApiKey<'de>>>()? {
+                    let line = k.referenced.line();
+                    let k = k.value;
+                    let index = out.keys.len();
+                    let scopes = recent(&out.scope_lists, |l| same_names(&l.1, &k.scopes))
+                        .unwrap_or_else(|| {
+                            out.scope_lists.push((index, k.scopes));
+                            out.scope_lists.len() - 1
+                        });
+                    let grants = recent(&out.grants, |g| g.1 == k.resources).unwrap_or_else(|| {
+                        out.grants.push((index, k.resources));
+                        out.grants.len() - 1
+                    });
+                    out.keys.push(KeyEntry {
+                        line,
+                        id: k.id,
+                        sha256: k.sha256,
+                        environment: k.environment,
+                        scopes,
+                        grants,
+                        expires: k.expires,
+                        disabled: k.disabled,
+                        rate_limit: k.rate_limit,
+                    });
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+fn recent<T>(list: &[T], same: impl Fn(&T) -> bool) -> Option<usize> {
+    let from = list.len().saturating_sub(RECENT);
+    (from..list.len()).rev().find(|i| same(&list[*i]))
+}
+
+fn same_names(a: &[Spanned<Str<'_>>], b: &[Spanned<Str<'_>>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.value == y.value)
 }

@@ -178,7 +178,7 @@ pub fn prepare_request(
             headers.insert(names.app_id.clone(), app.id_header.clone());
         }
         Identity::ApiKey { key } => {
-            headers.insert(names.key_id.clone(), key.id_header.clone());
+            headers.insert(names.key_id.clone(), key.id.clone());
         }
         Identity::Anonymous | Identity::Webhook => {}
     }
