@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -51,6 +52,8 @@ impl Policies {
         let compiled = compile::compile_bytes(file, &bytes, &ctx)?;
         let warnings = compiled.warnings.clone();
         let snap = snapshot(compiled, 1);
+        drop(bytes);
+        release_free_memory();
         Ok((
             Policies {
                 file: file.to_path_buf(),
@@ -73,8 +76,20 @@ impl Policies {
     }
 
     /// Compiles the file again and swaps it in if it is valid and different. On error the
-    /// policy in force stays, and the error says why.
+    /// policy in force stays, and the error says why. The replaced policy is freed on a
+    /// thread of its own (see `retire`).
     pub fn reload(&self, metrics: &Metrics) -> Result<Reloaded, FileErrors> {
+        let (outcome, old) = self.swap(metrics)?;
+        if let Some(old) = old {
+            // Should no thread start, the closure, and the policy with it, is dropped here.
+            let _ = std::thread::Builder::new()
+                .name("policy-retire".into())
+                .spawn(move || retire(old));
+        }
+        Ok(outcome)
+    }
+
+    fn swap(&self, metrics: &Metrics) -> Result<(Reloaded, Option<Arc<Snapshot>>), FileErrors> {
         let _guard = self.reload.lock().unwrap_or_else(|p| p.into_inner());
         let failed = |e: FileErrors| {
             metrics.reloads.with_label_values(&["failure"]).inc();
@@ -87,16 +102,54 @@ impl Policies {
         let current = self.current.load();
         if fingerprint(&sha256, &current.referenced_files) == current.fingerprint {
             metrics.reloads.with_label_values(&["unchanged"]).inc();
-            return Ok(Reloaded::Unchanged);
+            return Ok((Reloaded::Unchanged, None));
         }
         drop(current);
         let compiled =
             compile::compile_hashed(&self.file, &bytes, sha256, &self.ctx).map_err(failed)?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        self.current.store(Arc::new(snapshot(compiled, generation)));
+        drop(bytes);
+        let old = self.current.swap(Arc::new(snapshot(compiled, generation)));
         metrics.reloads.with_label_values(&["success"]).inc();
         metrics.generation.set(generation as i64);
-        Ok(Reloaded::Swapped(generation))
+        Ok((Reloaded::Swapped(generation), Some(old)))
+    }
+}
+
+/// How long a reload waits for the requests still using the replaced policy.
+const RETIRE_WAIT: Duration = Duration::from_secs(10);
+
+/// Frees a replaced policy here rather than in whichever request drops it last: a large
+/// one takes milliseconds to free, which that request would otherwise pay. Requests that
+/// started under it keep it alive, so wait for them (bounded; a request that outlives the
+/// wait frees it itself).
+fn retire(mut old: Arc<Snapshot>) {
+    let deadline = Instant::now() + RETIRE_WAIT;
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(snapshot) => {
+                drop(snapshot);
+                release_free_memory();
+                return;
+            }
+            Err(shared) if Instant::now() < deadline => {
+                old = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Gives the memory freed by a load back to the system. A policy is many small
+/// allocations, and glibc keeps freed ones, so without this every reload of a large policy
+/// would leave the process bigger (55 MiB after start became 188 MiB after six reloads).
+#[allow(unsafe_code)] // the crate's one exception: a libc call with no preconditions
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -132,4 +185,39 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_policy_lives_while_a_request_holds_it_and_is_freed_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, "version: 1\nscopes: { a: x }\n").unwrap();
+        let (policies, _) = Policies::load(&file, Context::standalone()).unwrap();
+        let metrics = Metrics::new();
+
+        let in_flight = policies.current();
+        let old = Arc::downgrade(&in_flight);
+        std::fs::write(&file, "version: 1\nscopes: { a: x, b: y }\n").unwrap();
+        assert_eq!(policies.reload(&metrics).unwrap(), Reloaded::Swapped(2));
+        assert_eq!(policies.current().policy.scopes.len(), 2);
+        // The request that started under generation 1 still reads it, whole.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(in_flight.generation, 1);
+        assert_eq!(in_flight.policy.scopes.len(), 1);
+        assert!(old.upgrade().is_some());
+
+        drop(in_flight);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while old.upgrade().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the replaced policy was never freed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
