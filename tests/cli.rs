@@ -102,6 +102,17 @@ fn key_new_prints_a_key_and_its_hash() {
 
 #[tokio::test]
 async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
+    run_serve_reload_drain(false).await;
+}
+
+/// On one CPU the binary picks tokio's current-thread scheduler: the same life, end to end
+/// (serving, a SIGHUP reload through the blocking pool, drain), on that scheduler.
+#[tokio::test]
+async fn run_on_one_cpu_uses_the_current_thread_scheduler_and_behaves_the_same() {
+    run_serve_reload_drain(true).await;
+}
+
+async fn run_serve_reload_drain(one_cpu: bool) {
     let up = Upstream::start().await;
     let builder = ProxyBuilder::new(&policy::standard())
         .upstream("default", up.addr)
@@ -135,7 +146,15 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
     assert_eq!(code, 0);
     let token = token.trim().to_string();
 
-    let child = Command::new(BIN)
+    let mut command = if one_cpu {
+        // taskset execs scopegate, so the child's pid is scopegate's.
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    let child = command
         .args(["run", "--config", config_file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,17 +203,38 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
         401
     );
 
+    // SIGHUP reloads: the read-only key, revoked in the file, stops working.
+    let revoked = std::fs::read_to_string(&policy_file)
+        .unwrap()
+        .replace("{ id: key-read, ", "{ id: key-read, disabled: true, ");
+    std::fs::write(&policy_file, revoked).unwrap();
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args([name, &child.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    signal("-HUP");
+    let read_url = format!("{base}/v1/bots/bot-1");
+    eventually(Duration::from_secs(10), "SIGHUP revokes key-read", || {
+        let url = read_url.clone();
+        async move {
+            get(&url, &[("authorization", &format!("Bearer {KEY_READ}"))])
+                .await
+                .status
+                == 401
+        }
+    })
+    .await;
+
     // A slow request in flight when SIGTERM arrives still completes.
     let slow_url = format!("{base}/public/slow");
     let slow = tokio::spawn(async move { get(&slow_url, &[("x-test-delay-ms", "800")]).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal("-TERM");
     assert_eq!(slow.await.unwrap().status, 200, "in-flight request drained");
     let status = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
@@ -207,7 +247,12 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).expect("access log lines are JSON"))
         .collect();
-    assert_eq!(lines.len(), 5, "one line per request:\n{stdout}");
+    // Four requests, the polls until the reload took (at least one), the slow one.
+    assert!(lines.len() >= 6, "one line per request:\n{stdout}");
+    let (after_reload, slow) = (&lines[lines.len() - 2], &lines[lines.len() - 1]);
+    assert_eq!(after_reload["code"], "api_key_disabled");
+    assert_eq!(slow["path"], "/public/slow");
+    assert_eq!(slow["status"], 200);
     assert_eq!(lines[0]["principal_kind"], "jwt");
     assert_eq!(lines[0]["principal_id"], "app-hs");
     assert_eq!(lines[0]["route"], "bot-read");
@@ -227,6 +272,17 @@ async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
         }
     }
     let stderr = String::from_utf8_lossy(&status.stderr);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let scheduler = if one_cpu || cpus == 1 {
+        "CurrentThread"
+    } else {
+        "MultiThread"
+    };
+    assert!(
+        stderr.contains(&format!("\"scheduler\":\"{scheduler}\"")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("policy reloaded"), "{stderr}");
     for secret in [
         token.as_str(),
         &forged,
