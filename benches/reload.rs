@@ -8,6 +8,10 @@
 #[path = "support/mod.rs"]
 mod support;
 
+/// The binary's allocator, so the figures are the product's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::time::{Duration, Instant};
 
 use scopegate::config::Config;

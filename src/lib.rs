@@ -1,7 +1,7 @@
 //! scopegate: an authenticating, authorizing, payload-encrypting reverse proxy.
 //!
 //! Start at `pipeline`: it is the request path, stage by stage.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod auth;

@@ -52,8 +52,6 @@ impl Policies {
         let compiled = compile::compile_bytes(file, &bytes, &ctx)?;
         let warnings = compiled.warnings.clone();
         let snap = snapshot(compiled, 1);
-        drop(bytes);
-        release_free_memory();
         Ok((
             Policies {
                 file: file.to_path_buf(),
@@ -127,29 +125,13 @@ fn retire(mut old: Arc<Snapshot>) {
     let deadline = Instant::now() + RETIRE_WAIT;
     loop {
         match Arc::try_unwrap(old) {
-            Ok(snapshot) => {
-                drop(snapshot);
-                release_free_memory();
-                return;
-            }
+            Ok(snapshot) => return drop(snapshot),
             Err(shared) if Instant::now() < deadline => {
                 old = shared;
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(_) => return,
         }
-    }
-}
-
-/// Gives the memory freed by a load back to the system. A policy is many small
-/// allocations, and glibc keeps freed ones, so without this every reload of a large policy
-/// would leave the process bigger (55 MiB after start became 188 MiB after six reloads).
-#[allow(unsafe_code)] // the crate's one exception: a libc call with no preconditions
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim has no preconditions; it only returns free pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
