@@ -74,16 +74,24 @@ impl AccessLog {
 
     pub fn write(&self, r: &Record<'_>) {
         let Some(shared) = &self.shared else { return };
-        let Ok(mut line) = serde_json::to_vec(r) else {
-            return;
-        };
-        line.push(b'\n');
-        let mut buf = shared.lock().unwrap_or_else(|p| p.into_inner());
-        if buf.len() + line.len() > MAX_BUFFERED {
-            self.dropped.inc();
-            return;
+        thread_local! {
+            /// Each runtime thread formats its lines in one buffer, reused: no allocation
+            /// per line, and the lock is held only to copy it.
+            static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        buf.extend_from_slice(&line);
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if serde_json::to_writer(&mut *line, r).is_err() {
+                return;
+            }
+            line.push(b'\n');
+            let mut buf = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if buf.len() + line.len() > MAX_BUFFERED {
+                self.dropped.inc();
+                return;
+            }
+            buf.extend_from_slice(line);
+        });
     }
 
     /// Writes out what is buffered (at shutdown, so the last lines are not lost).

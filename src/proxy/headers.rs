@@ -95,6 +95,13 @@ pub fn request_id(headers: &HeaderMap) -> String {
 
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    remove_where(headers, |_| false);
+}
+
+/// Removes every header that is hop-by-hop, named by `Connection`, or `doomed`. One pass
+/// over the headers present (a request has a handful) instead of a lookup per name that
+/// could be there (twenty, nearly always absent).
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -102,7 +109,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    let gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(n) || listed.contains(n) || doomed(n))
+        .cloned()
+        .collect();
+    for name in gone {
         headers.remove(name);
     }
 }
@@ -125,22 +137,11 @@ pub fn prepare_request(
     route: Option<&HeaderValue>,
     f: &Forwarding<'_>,
 ) {
-    strip_hop_by_hop(headers);
-    if !f.keep_credentials {
-        headers.remove(header::AUTHORIZATION);
-        headers.remove(AUTH);
-    }
-    for name in &OVERRIDES {
-        headers.remove(name);
-    }
-    let owned: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| names.is_owned(n))
-        .cloned()
-        .collect();
-    for name in owned {
-        headers.remove(name);
-    }
+    remove_where(headers, |n| {
+        (!f.keep_credentials && (n == header::AUTHORIZATION || n == AUTH))
+            || OVERRIDES.contains(n)
+            || names.is_owned(n)
+    });
 
     let ip = f.peer.ip().to_string();
     let xff = match joined(headers, &X_FORWARDED_FOR) {
