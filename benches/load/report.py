@@ -208,7 +208,7 @@ def main() -> None:
         st = json.loads(f.read_text())
         ms, rss, hwm = med(st["startup_ms"]), med(st["rss_kib"]) / 1024, med(st["hwm_kib"]) / 1024
         desc = meta["startup_policies"].get(label, label)
-        if label == "big":
+        if label.startswith("big"):
             out.append(check(ms < 200, f"startup to ready, {desc}: {ms:,.0f} ms "
                                        f"(median of {len(st['startup_ms'])}; target < 200)"))
             out.append(check(rss < 64, f"idle RSS, {desc}: {rss:,.1f} MiB (peak {hwm:,.1f} MiB; "

@@ -370,9 +370,11 @@ if [[ $PROFILE == 1 ]] && command -v perf >/dev/null; then
     head -30 "$WORK/perf-hs256.txt" >&2
 fi
 
-log "startup to ready and idle RSS (10,000 apps, 100,000 keys; and the small policy)"
+log "startup to ready and idle RSS (10,000 apps, 100,000 keys, as JSON and as YAML; and the small policy)"
+bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$POLICY_DIR/policy-big.json" \
+    "$STARTUP_REPEATS" big-json >"$WORK/startup-big-json.json"
 bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$POLICY_DIR/policy-big.yaml" \
-    "$STARTUP_REPEATS" big >"$WORK/startup-big.json"
+    "$STARTUP_REPEATS" big-yaml >"$WORK/startup-big-yaml.json"
 bounded python3 "$HERE/startup.py" "$SCOPEGATE" "$WORK" "$POLICY_DIR/policy.yaml" 1 small \
     >"$WORK/startup-small.json"
 
@@ -406,7 +408,8 @@ meta = {
     "rate": int(e["RATE"]), "lat_duration": int(e["LAT_DURATION"]), "lat_conns": int(e["LAT_CONNS"]),
     "proxy_cpu": e["PROXY_CPU"], "load_cpu": e["LOAD_CPU"], "upstream_cpu": e["UPSTREAM_CPU"],
     "loadavg": [e["LOADAVG_START"], e["LOADAVG_END"]],
-    "startup_policies": {"big": "10,002 apps + 100,000 API keys (16 MB YAML)",
+    "startup_policies": {"big-json": "10,002 apps + 100,000 API keys (16 MB JSON)",
+                         "big-yaml": "10,002 apps + 100,000 API keys (16 MB YAML)",
                          "small": "2 apps + 100 API keys"},
 }
 open(os.path.join(e["WORK"], "meta.json"), "w").write(json.dumps(meta))
