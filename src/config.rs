@@ -121,9 +121,9 @@ fn default_replay_store() -> String {
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
-    /// `scheme://authority`, e.g. `http://127.0.0.1:3000`.
-    pub origin: String,
     pub authority: http::uri::Authority,
+    /// `authority` as the `Host` value the upstream gets.
+    pub host: http::HeaderValue,
     /// Path prefix without a trailing slash ("" for none).
     pub base_path: String,
 }
@@ -290,7 +290,8 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
     let base_path = uri.path().trim_end_matches('/').to_string();
     Ok(Upstream {
         name: name.to_string(),
-        origin: format!("http://{authority}"),
+        host: http::HeaderValue::from_str(authority.as_str())
+            .map_err(|_| format!("{url:?}: the host is not a valid Host header"))?,
         authority,
         base_path,
     })

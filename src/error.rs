@@ -198,7 +198,7 @@ impl Error {
     }
 
     /// The one mapping from a refusal to a response (RFC 9457 problem+json, RFC 6750 challenges).
-    pub fn into_response(&self, request_id: &str) -> Response<Body> {
+    pub fn into_response(&self, request_id: &HeaderValue) -> Response<Body> {
         let status = self.status();
         let body = serde_json::json!({
             "type": "about:blank",
@@ -206,7 +206,7 @@ impl Error {
             "status": status.as_u16(),
             "code": self.code(),
             "detail": self.public_detail(),
-            "request_id": request_id,
+            "request_id": request_id.to_str().unwrap_or_default(),
         });
         let mut resp = Response::new(full(body.to_string()));
         *resp.status_mut() = status;
@@ -216,9 +216,7 @@ impl Error {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(v) = HeaderValue::from_str(request_id) {
-            h.insert(crate::proxy::headers::X_REQUEST_ID, v);
-        }
+        h.insert(crate::proxy::headers::X_REQUEST_ID, request_id.clone());
         match self {
             Error::MissingCredentials => {
                 h.insert(

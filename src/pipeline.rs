@@ -116,7 +116,7 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         state,
         &trace,
         &method,
-        &request_id,
+        request_id.to_str().unwrap_or_default(),
         resp.status(),
         error.as_ref(),
         started,
@@ -130,7 +130,7 @@ async fn process(
     snap: &Snapshot,
     conn: Conn,
     req: Request<Incoming>,
-    request_id: &str,
+    request_id: &HeaderValue,
     t: &mut Trace,
 ) -> Result<Response<Body>, Error> {
     check_head(
@@ -194,7 +194,7 @@ async fn process(
         peer: conn.peer,
         https: conn.https,
         request_id,
-        upstream_authority: &up.authority,
+        upstream_host: &up.host,
         original_host: parts.headers.get(header::HOST).cloned().or_else(|| {
             parts
                 .uri
@@ -213,13 +213,14 @@ async fn process(
     if seal.is_some() {
         payload::upstream_accept(&mut parts.headers);
     }
-    let path_and_query = match parts.uri.query() {
-        Some(q) => format!("{normalized}?{q}"),
-        None => normalized.into_owned(),
+    let path_and_query = match (up.base_path.as_str(), parts.uri.query()) {
+        ("", None) => normalized.into_owned(),
+        (base, None) => format!("{base}{normalized}"),
+        (base, Some(q)) => format!("{base}{normalized}?{q}"),
     };
     let upstream_name = up.name.as_str();
     let req = Request::from_parts(parts, body);
-    let sent = state.forwarder.send(&permit, &path_and_query, req).await;
+    let sent = state.forwarder.send(&permit, path_and_query, req).await;
     let (resp, took) = match sent {
         Ok(r) => r,
         Err(e) => {

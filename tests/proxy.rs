@@ -70,6 +70,40 @@ async fn jwt_request_reaches_upstream_with_trusted_identity_and_no_credential() 
     assert!(e.header("x-auth-key-id").is_none());
 }
 
+/// An upstream URL with a path: its path goes in front of the normalized request path,
+/// with and without a query, and the request id generated for the request is the one the
+/// upstream and the client both see.
+#[tokio::test]
+async fn upstream_base_path_is_prefixed_and_request_id_is_shared() {
+    let up = Upstream::start().await;
+    let p = ProxyBuilder::new(&policy::standard())
+        .upstream_url("default", &format!("http://{}/legacy/api/", up.addr))
+        .upstream("sandbox", up.addr)
+        .start()
+        .await;
+    let key = [("authorization", bearer(KEY_READ))];
+    let key = [(key[0].0, key[0].1.as_str())];
+    let a = get(&p.url("/v1/bots/bot-1"), &key).await;
+    assert_eq!(a.status, 200);
+    let e = a.echo();
+    assert_eq!(e.path(), "/legacy/api/v1/bots/bot-1");
+    assert!(e.0["query"].is_null(), "{:?}", e.0);
+    assert_eq!(e.header("host"), Some(up.addr.to_string()));
+    let rid = a.header("x-request-id").expect("a generated request id");
+    assert_eq!(rid.len(), 36, "{rid}");
+    assert_eq!(e.header("x-request-id").as_deref(), Some(rid));
+
+    let b = get(&p.url("/v1/bots/bot-1/../bot-2?x=1&y=%2F"), &key).await;
+    let e = b.echo();
+    assert_eq!(e.path(), "/legacy/api/v1/bots/bot-2");
+    assert_eq!(e.0["query"], "x=1&y=%2F");
+    assert_ne!(
+        b.header("x-request-id"),
+        Some(rid),
+        "a fresh id per request"
+    );
+}
+
 #[tokio::test]
 async fn api_key_request_and_environment_routing() {
     let (up, sandbox, p) = standard().await;

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -53,19 +55,22 @@ impl Forwarder {
         &self.upstreams[i]
     }
 
-    /// Sends the request to the permit's upstream at `path_and_query` (already normalized).
-    /// Returns the response and how long the upstream took to answer with headers.
+    /// Sends the request to the permit's upstream at `path_and_query` (already normalized,
+    /// the upstream's base path in front). Returns the response and how long the upstream
+    /// took to answer with headers.
     pub async fn send(
         &self,
         permit: &Permit<'_>,
-        path_and_query: &str,
+        path_and_query: String,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Duration), Error> {
         let up = self.upstream(permit.upstream());
-        let uri: Uri = format!("{}{}{}", up.origin, up.base_path, path_and_query)
-            .parse()
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(up.authority.clone());
+        uri.path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query)).ok();
+        *req.uri_mut() = Uri::from_parts(uri)
             .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
-        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
         let started = Instant::now();
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {

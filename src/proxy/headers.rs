@@ -80,17 +80,21 @@ impl IdentityNames {
     }
 }
 
-/// A valid client request id (1 to 128 of `A-Za-z0-9._-`), or a fresh UUID.
-pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(v) = headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if (1..=128).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+/// A valid client request id (1 to 128 of `A-Za-z0-9._-`), or a fresh UUID. A header
+/// value, so the upstream request and the response share it without copies.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID) {
+        let b = v.as_bytes();
+        if (1..=128).contains(&b.len())
+            && b.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
         {
-            return v.to_string();
+            return v.clone();
         }
     }
-    uuid::Uuid::new_v4().to_string()
+    let mut buf = uuid::Uuid::encode_buffer();
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"))
 }
 
 /// Removes the hop-by-hop headers, including those the `Connection` header names.
@@ -122,8 +126,9 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
 pub struct Forwarding<'a> {
     pub peer: SocketAddr,
     pub https: bool,
-    pub request_id: &'a str,
-    pub upstream_authority: &'a http::uri::Authority,
+    pub request_id: &'a HeaderValue,
+    /// The upstream's `Host`.
+    pub upstream_host: &'a HeaderValue,
     /// The Host the client addressed (Host header, or the HTTP/2 authority).
     pub original_host: Option<HeaderValue>,
     pub keep_credentials: bool,
@@ -143,23 +148,30 @@ pub fn prepare_request(
             || names.is_owned(n)
     });
 
-    let ip = f.peer.ip().to_string();
-    let xff = match joined(headers, &X_FORWARDED_FOR) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.clone(),
-    };
-    insert_str(headers, X_FORWARDED_FOR, &xff);
+    // Owned strings become header values without a copy (`TryFrom<String>`).
+    let ip_text = f.peer.ip().to_string();
     let node = if f.peer.is_ipv6() {
-        format!("for=\"[{ip}]\"")
+        format!("for=\"[{ip_text}]\"")
     } else {
-        format!("for={ip}")
+        format!("for={ip_text}")
     };
     let fwd = match joined(headers, &FORWARDED) {
         Some(prev) => format!("{prev}, {node}"),
         None => node,
     };
-    insert_str(headers, FORWARDED, &fwd);
-    insert_str(headers, X_REAL_IP, &ip);
+    let xff = match joined(headers, &X_FORWARDED_FOR) {
+        Some(prev) => format!("{prev}, {ip_text}"),
+        None => ip_text.clone(),
+    };
+    for (name, value) in [
+        (X_FORWARDED_FOR, xff),
+        (FORWARDED, fwd),
+        (X_REAL_IP, ip_text),
+    ] {
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(name, v);
+        }
+    }
     headers.insert(
         X_FORWARDED_PROTO,
         HeaderValue::from_static(if f.https { "https" } else { "http" }),
@@ -167,8 +179,8 @@ pub fn prepare_request(
     if let Some(host) = &f.original_host {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
-    insert_str(headers, header::HOST, f.upstream_authority.as_str());
-    insert_str(headers, X_REQUEST_ID, f.request_id);
+    headers.insert(header::HOST, f.upstream_host.clone());
+    headers.insert(X_REQUEST_ID, f.request_id.clone());
 
     headers.insert(
         names.kind.clone(),
@@ -200,9 +212,9 @@ pub fn prepare_request(
 }
 
 /// Removes the upstream's hop-by-hop headers and adds the request id.
-pub fn prepare_response(headers: &mut HeaderMap, request_id: &str) {
+pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     strip_hop_by_hop(headers);
-    insert_str(headers, X_REQUEST_ID, request_id);
+    headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -212,12 +224,6 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-fn insert_str(headers: &mut HeaderMap, name: HeaderName, v: &str) {
-    if let Ok(v) = HeaderValue::from_str(v) {
-        headers.insert(name, v);
-    }
 }
 
 #[cfg(test)]
@@ -271,12 +277,13 @@ mod tests {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         let names = IdentityNames::new("x-auth-").unwrap();
         let p = Principal::anonymous(0);
-        let authority = "up:1".parse().unwrap();
+        let host = HeaderValue::from_static("up:1");
+        let rid = HeaderValue::from_static("rid");
         let f = Forwarding {
             peer: "10.0.0.1:5".parse().unwrap(),
             https: false,
-            request_id: "rid",
-            upstream_authority: &authority,
+            request_id: &rid,
+            upstream_host: &host,
             original_host: None,
             keep_credentials: false,
         };
