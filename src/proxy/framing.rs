@@ -27,6 +27,11 @@ impl Ambiguous {
     }
 }
 
+const CL: &[u8; 15] = b"content-length:";
+const TE: &[u8; 18] = b"transfer-encoding:";
+const CL_LEN: usize = CL.len();
+const TE_LEN: usize = TE.len();
+
 pub struct Guard<IO> {
     io: IO,
     flag: Ambiguous,
@@ -55,19 +60,28 @@ impl<IO> Guard<IO> {
     fn scan(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             // Only a line's first bytes matter: take what is missing of them, then skip to
-            // the end of the line (the bulk of a body is passed over by `position`).
-            let newline = bytes.iter().position(|b| *b == b'\n');
+            // the end of the line (the bulk of a body is passed over by `memchr`).
+            let newline = memchr::memchr(b'\n', bytes);
             let line = &bytes[..newline.unwrap_or(bytes.len())];
             for &b in line.iter().take(self.line.len() - self.line_len) {
                 if b == b'\r' && self.line_empty {
                     continue;
                 }
                 self.line_empty = false;
-                self.line[self.line_len] = b.to_ascii_lowercase();
+                let b = b.to_ascii_lowercase();
+                if self.line_len == 0 && b != b'c' && b != b't' {
+                    // Neither name can start here: the rest of the line is passed over.
+                    self.line_len = self.line.len();
+                    break;
+                }
+                self.line[self.line_len] = b;
                 self.line_len += 1;
-                let l = &self.line[..self.line_len];
-                self.seen_cl |= l == b"content-length:";
-                self.seen_te |= l == b"transfer-encoding:";
+                // Compared once, when the line is exactly as long as the name.
+                match self.line_len {
+                    CL_LEN => self.seen_cl |= self.line[..CL_LEN] == *CL,
+                    TE_LEN => self.seen_te |= self.line[..TE_LEN] == *TE,
+                    _ => {}
+                }
             }
             if line.len() > 1 {
                 // Longer than a lone CR: not an empty line, whatever the scan above kept.
@@ -153,6 +167,76 @@ mod tests {
         assert!(scanned(&[
             b"POST / HTTP/1.1\nTRANSFER-ENCODING: chunked\ncontent-length: 5\n\n"
         ]));
+    }
+
+    /// What the scanner must decide, written the obvious way over the whole input: some
+    /// header block (lines up to an empty one, `\n` or `\r\n`) has a line starting, in any
+    /// case and after any CRs, with each of the two names.
+    fn reference(input: &[u8]) -> bool {
+        let mut found = false;
+        let (mut cl, mut te) = (false, false);
+        let lines: Vec<&[u8]> = input.split(|b| *b == b'\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let text: Vec<u8> = line
+                .iter()
+                .skip_while(|b| **b == b'\r')
+                .map(u8::to_ascii_lowercase)
+                .collect();
+            cl |= text.starts_with(b"content-length:");
+            te |= text.starts_with(b"transfer-encoding:");
+            let terminated = i + 1 < lines.len();
+            if terminated && (line.is_empty() || *line == b"\r") {
+                found |= cl && te;
+                (cl, te) = (false, false);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn agrees_with_the_obvious_reading_on_random_input_split_anywhere() {
+        let pieces: [&[u8]; 12] = [
+            b"Content-Length: 5",
+            b"content-length:",
+            b"Transfer-Encoding: chunked",
+            b"TRANSFER-ENCODING:x",
+            b"Connection: close",
+            b"content-lengthX: 1",
+            b"tE: x",
+            b"Host: a",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b" ",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..next(12) {
+                input.extend_from_slice(pieces[next(pieces.len())]);
+            }
+            // One read, then the same bytes cut into random reads.
+            let mut cuts = vec![0, input.len()];
+            for _ in 0..next(4) {
+                cuts.push(next(input.len() + 1));
+            }
+            cuts.sort();
+            let chunks: Vec<&[u8]> = cuts.windows(2).map(|w| &input[w[0]..w[1]]).collect();
+            let want = reference(&input);
+            assert_eq!(
+                scanned(&[&input]),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+            assert_eq!(scanned(&chunks), want, "{chunks:?}");
+        }
     }
 
     #[test]
