@@ -77,13 +77,14 @@ pub struct Conn {
     pub ambiguous_framing: bool,
 }
 
-/// What the request did, gathered along the way for metrics and the access log.
+/// What the request did, gathered along the way for metrics and the access log. It borrows
+/// from the request's policy snapshot and shares the principal's id value: no copies.
 #[derive(Default)]
-struct Trace {
+struct Trace<'s> {
     path: String,
-    route: Option<String>,
+    route: Option<&'s str>,
     principal_kind: &'static str,
-    principal_id: Option<String>,
+    principal_id: Option<HeaderValue>,
     auth: Duration,
     upstream: Option<(u16, Duration)>,
     rate: Option<Decision>,
@@ -125,13 +126,13 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
     resp
 }
 
-async fn process(
+async fn process<'s>(
     state: &State,
-    snap: &Snapshot,
+    snap: &'s Snapshot,
     conn: Conn,
     req: Request<Incoming>,
     request_id: &HeaderValue,
-    t: &mut Trace,
+    t: &mut Trace<'s>,
 ) -> Result<Response<Body>, Error> {
     check_head(
         &req,
@@ -156,7 +157,7 @@ async fn process(
         None => return Err(Error::NoRoute),
         Some(m) => {
             let route = &policy.routes[m.route];
-            t.route = Some(route.id.clone());
+            t.route = Some(&route.id);
             match decide(state, snap, route, &m.params, &parts.headers, &mut body, t).await {
                 Ok(permit) => permit,
                 Err(e) if route.shadow && e.origin() == crate::error::Source::Client => {
@@ -267,7 +268,7 @@ async fn decide<'p>(
     params: &[&str],
     headers: &HeaderMap,
     body: &mut Body,
-    t: &mut Trace,
+    t: &mut Trace<'_>,
 ) -> Result<Permit<'p>, Error> {
     let policy = &snap.policy;
     let catalogue = policy.scopes.len();
@@ -309,7 +310,7 @@ async fn decide<'p>(
         }
     };
     t.principal_kind = principal.kind();
-    t.principal_id = principal.id().map(str::to_string);
+    t.principal_id = principal.id().cloned();
 
     let limit = match &principal.identity {
         Identity::Jwt { app } => app
@@ -464,7 +465,7 @@ fn jwks(snap: &Snapshot) -> Response<Body> {
 
 fn record(
     state: &State,
-    t: &Trace,
+    t: &Trace<'_>,
     method: &Method,
     request_id: &str,
     status: StatusCode,
@@ -473,14 +474,13 @@ fn record(
 ) {
     let elapsed = started.elapsed();
     let code = error.map(Error::code).unwrap_or("ok");
-    let route =
-        t.route
-            .as_deref()
-            .unwrap_or(if error.is_some_and(|e| matches!(e, Error::NoRoute)) {
-                "no_route"
-            } else {
-                "-"
-            });
+    let route = t
+        .route
+        .unwrap_or(if error.is_some_and(|e| matches!(e, Error::NoRoute)) {
+            "no_route"
+        } else {
+            "-"
+        });
     let class = match status.as_u16() / 100 {
         1 => "1xx",
         2 => "2xx",
@@ -507,7 +507,7 @@ fn record(
         code,
         reason: error.map(|e| e.to_string()),
         principal_kind: t.principal_kind,
-        principal_id: t.principal_id.as_deref(),
+        principal_id: t.principal_id.as_ref().and_then(|v| v.to_str().ok()),
         upstream_status: t.upstream.map(|u| u.0),
         duration_ms: elapsed.as_secs_f64() * 1e3,
         auth_ms: t.auth.as_secs_f64() * 1e3,

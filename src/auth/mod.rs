@@ -62,11 +62,11 @@ impl Principal {
         }
     }
 
-    /// The app id or key id: what logs and metrics may name.
-    pub fn id(&self) -> Option<&str> {
+    /// The app id or key id (what logs and metrics may name), as its identity header value.
+    pub fn id(&self) -> Option<&HeaderValue> {
         match &self.identity {
-            Identity::Jwt { app } => Some(&app.client_id),
-            Identity::ApiKey { key } => Some(key.id()),
+            Identity::Jwt { app } => Some(&app.id_header),
+            Identity::ApiKey { key } => Some(&key.id),
             _ => None,
         }
     }
