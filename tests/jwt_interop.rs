@@ -75,12 +75,7 @@ jwe_keys:
 }
 
 async fn start() -> (Upstream, Proxy) {
-    let up = Upstream::start().await;
-    let p = ProxyBuilder::new(&policy())
-        .upstream("default", up.addr)
-        .start()
-        .await;
-    (up, p)
+    Proxy::with_upstream(&policy()).await
 }
 
 // ---------------------------------------------------------------- token making (joserfc)

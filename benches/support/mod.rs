@@ -11,10 +11,7 @@ pub fn api_key(i: usize) -> String {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        s.as_bytes(),
-    ))
+    scopegate::policy::compile::sha256_hex(s.as_bytes())
 }
 
 /// A policy with `apps` HS256 apps (`app-0` …), `keys` API keys and `routes` routes

@@ -42,9 +42,6 @@ pub fn generate(prefix: &str) -> (String, String) {
         "{prefix}{}",
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
     );
-    let hash = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        key.as_bytes(),
-    ));
+    let hash = crate::policy::compile::sha256_hex(key.as_bytes());
     (key, hash)
 }

@@ -966,6 +966,17 @@ mod tests {
         SharedKey::parse(SHARED).unwrap()
     }
 
+    /// `SECRET` sealed to the shared key, compact.
+    fn sealed_to_shared() -> Vec<u8> {
+        encrypt(
+            SECRET,
+            None,
+            &Recipient::Direct(shared()),
+            Serialization::Compact,
+        )
+        .unwrap()
+    }
+
     fn open_shared(input: &[u8]) -> Result<Decrypted, JweError> {
         decrypt(input, DecryptWith::Shared(&shared()), &ACCEPT_PAYLOAD)
     }
@@ -1348,13 +1359,7 @@ mod tests {
                 }
             }
         }
-        let token = encrypt(
-            SECRET,
-            None,
-            &Recipient::Direct(shared()),
-            Serialization::Compact,
-        )
-        .unwrap();
+        let token = sealed_to_shared();
         for part in [0, 2, 3, 4] {
             assert!(open_shared(&flip(&token, part)).is_err(), "part {part}");
         }
@@ -1417,13 +1422,7 @@ mod tests {
             let result = decrypt(token, DecryptWith::Keys(&others), &ACCEPT_TOKEN);
             assert!(matches!(result, Err(JweError::UnknownKid(_))));
         }
-        let dir = encrypt(
-            SECRET,
-            None,
-            &Recipient::Direct(shared()),
-            Serialization::Compact,
-        )
-        .unwrap();
+        let dir = sealed_to_shared();
         let other = SharedKey::parse(&b64([0xee; 32])).unwrap();
         let result = decrypt(&dir, DecryptWith::Shared(&other), &ACCEPT_PAYLOAD);
         assert!(matches!(result, Err(JweError::Decrypt)));
@@ -1432,13 +1431,7 @@ mod tests {
     #[test]
     fn algorithms_outside_accept_are_refused() {
         // dir is a payload mode, never a token mode.
-        let dir = encrypt(
-            SECRET,
-            None,
-            &Recipient::Direct(shared()),
-            Serialization::Compact,
-        )
-        .unwrap();
+        let dir = sealed_to_shared();
         let result = decrypt(&dir, DecryptWith::Shared(&shared()), &ACCEPT_TOKEN);
         assert!(matches!(
             result,
@@ -1596,13 +1589,7 @@ mod tests {
         // A shared key only does dir; key pairs never do.
         let result = decrypt(&anonymous, DecryptWith::Shared(&shared()), &ACCEPT_TOKEN);
         assert!(matches!(result, Err(JweError::KeyMismatch(_))));
-        let dir = encrypt(
-            SECRET,
-            None,
-            &Recipient::Direct(shared()),
-            Serialization::Compact,
-        )
-        .unwrap();
+        let dir = sealed_to_shared();
         let result = decrypt(&dir, DecryptWith::Keys(&[rsa, ec]), &ACCEPT_PAYLOAD);
         assert!(matches!(result, Err(JweError::KeyMismatch(_))));
     }
@@ -1832,22 +1819,12 @@ mod tests {
 
     #[test]
     fn debug_of_decrypted_hides_the_plaintext() {
-        let jwe = encrypt(
-            SECRET,
-            None,
-            &Recipient::Direct(shared()),
-            Serialization::Compact,
-        )
-        .unwrap();
+        let jwe = sealed_to_shared();
         let text = format!("{:?}", open_shared(&jwe).unwrap());
         assert!(
             !text.contains("attack") && text.contains("plaintext_len"),
             "{text}"
         );
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Runs the joserfc helper script on a batch of requests.
@@ -1906,7 +1883,7 @@ mod tests {
         let plaintexts = joserfc(&Value::Array(requests));
         assert_eq!(plaintexts.len(), 6);
         for plaintext in plaintexts {
-            assert_eq!(plaintext, hex(SECRET));
+            assert_eq!(plaintext, hex::encode(SECRET));
         }
 
         // joserfc -> ours; flattened messages carry aad, an unprotected
@@ -1931,7 +1908,7 @@ mod tests {
                 request["alg"] = json!(alg);
                 request["enc"] = json!(enc);
                 request["ser"] = json!(serialization);
-                request["plaintext"] = json!(hex(SECRET));
+                request["plaintext"] = json!(hex::encode(SECRET));
                 if serialization == "flattened" {
                     let kid = if kty == "EC" { "ec-a" } else { "rsa-a" };
                     request["unprotected"] = json!({ "kid": kid });

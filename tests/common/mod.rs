@@ -100,7 +100,6 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
             }
         }
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
     let out = match parts.headers.get("x-test-body") {
         Some(b) => Bytes::copy_from_slice(b.as_bytes()),
         None => Bytes::from(
@@ -110,7 +109,7 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
                 "query": parts.uri.query(),
                 "headers": headers,
                 "body_len": body.len(),
-                "body_sha256": hex::encode(digest),
+                "body_sha256": scopegate::policy::compile::sha256_hex(&body),
                 "body": String::from_utf8_lossy(&body[..body.len().min(4096)]),
             })
             .to_string(),
@@ -219,6 +218,16 @@ impl ProxyBuilder {
 }
 
 impl Proxy {
+    /// `policy` in front of one echo upstream, `default`.
+    pub async fn with_upstream(policy: &str) -> (Upstream, Proxy) {
+        let up = Upstream::start().await;
+        let p = ProxyBuilder::new(policy)
+            .upstream("default", up.addr)
+            .start()
+            .await;
+        (up, p)
+    }
+
     /// Starts the proxy from a config file the test laid out itself.
     pub async fn start_with(
         dir: tempfile::TempDir,

@@ -11,10 +11,7 @@ pub const KEY_LIMITED: &str = "sk_live_limited_0123456789";
 pub const WEBHOOK_SECRET: &str = "hook-secret-42";
 
 pub fn sha256(s: &str) -> String {
-    hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        s.as_bytes(),
-    ))
+    scopegate::policy::compile::sha256_hex(s.as_bytes())
 }
 
 pub fn standard() -> String {
