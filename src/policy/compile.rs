@@ -1010,6 +1010,53 @@ mod tests {
     }
 
     #[test]
+    fn the_rest_of_an_api_keys_rejections_are_reported_on_its_line() {
+        let (k1, k2) = (hex::encode(digest("sk_1")), hex::encode(digest("sk_2")));
+        let cases = [
+            (
+                format!("  - {{ id: a, sha256: {k1} }}\n  - {{ id: b, sha256: {k1} }}"),
+                4,
+                "two api keys have the same sha256",
+            ),
+            (
+                format!("  - {{ id: a, sha256: {k1}, expires: tomorrow }}"),
+                3,
+                "expires \"tomorrow\" is not an RFC 3339 time",
+            ),
+            (
+                format!("  - {{ id: a, sha256: {k1}, resources: {{ bots: {{ b1: [] }} }} }}"),
+                3,
+                "resources.bots.b1 grants no action",
+            ),
+            (
+                format!("  - {{ id: a, sha256: {k2}, rate_limit: {{ per_second: 0, burst: 1 }} }}"),
+                3,
+                "rate_limit needs per_second > 0 and burst >= 1",
+            ),
+        ];
+        for (entries, line, message) in cases {
+            let text = format!("version: 1\napi_keys:\n{entries}\n");
+            let err = compile(&text).expect_err(&entries);
+            assert!(
+                err.starts_with(&format!("p.yaml:{line}:")),
+                "{entries}: {err}"
+            );
+            assert!(err.contains(message), "{entries}: {err}");
+        }
+    }
+
+    /// serde_json keeps the last of two equal keys; the policy must not silently do so.
+    #[test]
+    fn a_json_policy_with_an_item_granted_twice_is_refused() {
+        let key = hex::encode(digest("sk_1"));
+        let json = format!(
+            r#"{{"version":1,"api_keys":[{{"id":"k","sha256":"{key}","resources":{{"bots":{{"b1":["read"],"b1":["delete"]}}}}}}]}}"#
+        );
+        let err = compile(&json).expect_err("duplicate item");
+        assert!(err.contains("duplicate mapping key: b1"), "{err}");
+    }
+
+    #[test]
     fn malformed_grants_and_key_ids_are_refused_on_their_line() {
         let key = hex::encode(digest("sk_1"));
         let cases = [
