@@ -9,11 +9,5 @@ delay = function()
   return pace_ms
 end
 
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, ' ..
-    '"status": %d, "timeout": %d, "p50_us": %d, "p99_us": %d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
+-- The same JSON line at the end as the fixed-concurrency runs (wrk-report.lua, beside this file).
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "wrk-report.lua")
