@@ -659,7 +659,12 @@ impl<'a> Compiler<'a> {
             .map(|s| HmacKeys::new(&s.0, &algorithms))
             .unwrap_or_default();
         Some(App {
-            id_header: self.header_value(l, &a.client_id, "app client_id"),
+            id_header: self.header_value(
+                l,
+                &a.client_id,
+                HeaderValue::from_str(&a.client_id),
+                "app client_id",
+            ),
             client_id: a.client_id.to_string(),
             algorithms,
             secret,
@@ -732,16 +737,7 @@ impl<'a> Compiler<'a> {
             let (l, what) = (k.line, What("api key", &k.id));
             let id = ids.slice(at..at + k.id.len());
             at += k.id.len();
-            let id = match HeaderValue::from_maybe_shared(id) {
-                Ok(h) if !k.id.is_empty() && h.to_str().is_ok() => h,
-                _ => {
-                    self.err(
-                        l,
-                        format!("api key id {:?} must be non-empty printable ASCII", k.id),
-                    );
-                    continue;
-                }
-            };
+            let id = self.header_value(l, &k.id, HeaderValue::from_maybe_shared(id), "api key id");
             let mut hash = [0u8; 32];
             if hex::decode_to_slice(k.sha256.as_bytes(), &mut hash).is_err() {
                 self.err(l, format!("{what}: sha256 must be 64 hex characters"));
@@ -780,9 +776,17 @@ impl<'a> Compiler<'a> {
     }
 
     /// Ids travel in identity headers, so they must be valid header values.
-    fn header_value(&mut self, l: u64, v: &str, what: &str) -> HeaderValue {
-        match HeaderValue::from_str(v) {
-            Ok(h) if !v.is_empty() => h,
+    /// `value` is `v` made into a header value (copied, or a slice of a shared buffer).
+    fn header_value(
+        &mut self,
+        l: u64,
+        v: &str,
+        value: Result<HeaderValue, http::header::InvalidHeaderValue>,
+        what: &str,
+    ) -> HeaderValue {
+        match value {
+            // `to_str` also refuses the bytes above 0x7F that a shared buffer may hold.
+            Ok(h) if !v.is_empty() && h.to_str().is_ok() => h,
             _ => {
                 self.err(l, format!("{what} {v:?} must be non-empty printable ASCII"));
                 HeaderValue::from_static("invalid")
