@@ -301,7 +301,7 @@ pub fn mint(
     with_jti: bool,
     now: u64,
 ) -> Result<String, String> {
-    let secret = app.secret.as_ref().ok_or("the app has no HS* secret")?;
+    let secret = app.hmac_keys.secret().ok_or("the app has no HS* secret")?;
     let alg = *app
         .algorithms
         .iter()
@@ -326,7 +326,7 @@ pub fn mint(
     jsonwebtoken::encode(
         &header,
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&secret.0),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
     )
     .map_err(|e| e.to_string())
 }

@@ -667,7 +667,6 @@ impl<'a> Compiler<'a> {
             ),
             client_id: a.client_id.to_string(),
             algorithms,
-            secret,
             hmac_keys,
             public_key,
             audience: a.audience,

@@ -225,7 +225,7 @@ pub struct App {
     /// `client_id` as the `x-auth-app-id` value, made once.
     pub id_header: HeaderValue,
     pub algorithms: Vec<Algorithm>,
-    pub secret: Option<Secret>,
+    /// The HS* keys, made from the app's secret (which it alone keeps).
     pub hmac_keys: HmacKeys,
     pub public_key: Option<PublicKey>,
     pub audience: Option<String>,
@@ -263,6 +263,11 @@ impl HmacKeys {
             allowed: Self::ALGS.map(|a| algorithms.contains(&a)),
             keys: Default::default(),
         }
+    }
+
+    /// The shared secret, for minting tokens (`scopegate token`); `None` without one.
+    pub fn secret(&self) -> Option<&[u8]> {
+        (!self.secret.is_empty()).then_some(self.secret.as_slice())
     }
 
     pub fn get(&self, alg: Algorithm) -> Option<&aws_lc_rs::hmac::Key> {
