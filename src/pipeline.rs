@@ -313,14 +313,12 @@ async fn decide<'p>(
     t.principal_id = principal.id().cloned();
 
     let limit = match &principal.identity {
-        Identity::Jwt { app } => app
-            .rate_limit
-            .map(|rl| (format!("app:{}", app.client_id), rl)),
-        Identity::ApiKey { key } => key.rate_limit.map(|rl| (format!("key:{}", key.id()), rl)),
+        Identity::Jwt { app } => app.rate_limit.clone(),
+        Identity::ApiKey { key } => key.rate_limit.clone(),
         _ => None,
     };
-    if let Some((bucket, rl)) = limit {
-        let d = state.limiter.check(&bucket, rl).await?;
+    if let Some(limit) = limit {
+        let d = state.limiter.check(&limit.bucket, limit.rate).await?;
         t.rate = Some(d);
         if !d.allowed {
             return Err(Error::RateLimited {

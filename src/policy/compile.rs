@@ -653,7 +653,7 @@ impl<'a> Compiler<'a> {
         let rate_limit = a
             .rate_limit
             .as_ref()
-            .and_then(|r| self.rate_limit(l, r, &what));
+            .and_then(|r| self.rate_limit(l, r, &what, "app", &a.client_id));
         let hmac_keys = secret
             .as_ref()
             .map(|s| HmacKeys::new(&s.0, &algorithms))
@@ -684,7 +684,15 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn rate_limit(&mut self, l: u64, r: &raw::RawRateLimit, what: &What<'_>) -> Option<RateLimit> {
+    /// `kind` and `id` name the bucket: `app:<client_id>` or `key:<id>`.
+    fn rate_limit(
+        &mut self,
+        l: u64,
+        r: &raw::RawRateLimit,
+        what: &What<'_>,
+        kind: &str,
+        id: &str,
+    ) -> Option<Arc<Limit>> {
         if !(r.per_second.is_finite() && r.per_second > 0.0) || r.burst == 0 {
             self.err(
                 l,
@@ -692,10 +700,13 @@ impl<'a> Compiler<'a> {
             );
             return None;
         }
-        Some(RateLimit {
-            per_second: r.per_second,
-            burst: r.burst,
-        })
+        Some(Arc::new(Limit {
+            rate: RateLimit {
+                per_second: r.per_second,
+                burst: r.burst,
+            },
+            bucket: format!("{kind}:{id}").into(),
+        }))
     }
 
     /// The keys were read compactly (`raw::RawApiKeys`): each distinct scope list and
@@ -755,7 +766,7 @@ impl<'a> Compiler<'a> {
             let rate_limit = k
                 .rate_limit
                 .as_ref()
-                .and_then(|r| self.rate_limit(l, r, &what));
+                .and_then(|r| self.rate_limit(l, r, &what, "key", &k.id));
             let (scopes, scopes_header) = scope_sets[k.scopes].clone();
             let key = ApiKey {
                 id,

@@ -198,6 +198,14 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// A principal's rate limit with the name of its bucket (`app:<client_id>`,
+/// `key:<id>`), made at load rather than formatted on every request.
+#[derive(Debug)]
+pub struct Limit {
+    pub rate: RateLimit,
+    pub bucket: Box<str>,
+}
+
 /// Key families an app's public key can belong to; an `alg` must match its key's family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublicKeyKind {
@@ -239,7 +247,7 @@ pub struct App {
     pub scopes_header: HeaderValue,
     pub grants: Arc<Grants>,
     pub claims_to_headers: Vec<(String, HeaderName)>,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<Arc<Limit>>,
 }
 
 /// The app's HMAC keys, one per HS* algorithm it allows. Building one hashes the secret
@@ -300,7 +308,7 @@ pub struct ApiKey {
     /// Unix seconds.
     pub expires: Option<i64>,
     pub disabled: bool,
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<Arc<Limit>>,
 }
 
 impl ApiKey {
