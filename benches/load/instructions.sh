@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # User-space instructions per proxied request, counted by callgrind. The same binary and
-# inputs give the same count to about 0.1%, where CPU time per request on this shared VM
-# moves by several percent between runs: this is how a 1% change is told apart. CPU time per
+# inputs give the same count to about 0.5% between sessions (0.02% back to back), where CPU
+# time per request on this shared VM moves by several percent between runs: this is how a
+# 1% change is told apart (measure both builds in one sitting). CPU time per
 # request (run.sh) stays the figure the targets are about; instructions leave out the kernel
 # and what a cache miss costs.
 #
