@@ -1,25 +1,38 @@
-//! The upstream client: pooled keep-alive HTTP/1.1 connections, connect and response-header
-//! timeouts mapped to 502 and 504. It only accepts a `Permit`.
+//! The upstream client: HTTP/1.1 keep-alive connections, pooled per upstream, with connect
+//! and response-header timeouts mapped to 502 and 504. It only accepts a `Permit`.
+//!
+//! The pool is a short list of idle `SendRequest`s under a lock, taken most recent first.
+//! A connection goes back on the list as soon as its response head arrives; it is handed out
+//! again only once hyper reports it ready, i.e. that response's body has been read to the
+//! end. hyper-util's pooled client does the same but spawns a task per request to wait for
+//! that moment and hashes the origin twice per request; this costs a scan of a few flags.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::Body;
 use crate::authorize::Permit;
 use crate::config::{Config, Upstream};
 use crate::error::Error;
 
+/// Idle connections kept per upstream; more are closed when their response ends.
+const MAX_IDLE: usize = 256;
+/// An idle connection unused this long is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Body>,
     upstreams: Vec<Upstream>,
+    pools: Vec<Pool>,
     timeout: Duration,
+    connect_timeout: Duration,
 }
 
 /// What went wrong upstream, for `scopegate_upstream_errors_total{kind}`.
@@ -34,20 +47,11 @@ pub fn error_kind(e: &Error) -> Option<&'static str> {
 
 impl Forwarder {
     pub fn new(config: &Config) -> Forwarder {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.limits.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Forwarder {
-            client,
             upstreams: config.upstreams.clone(),
+            pools: config.upstreams.iter().map(|_| Pool::default()).collect(),
             timeout: config.limits.upstream_timeout,
+            connect_timeout: config.limits.upstream_connect_timeout,
         }
     }
 
@@ -64,22 +68,126 @@ impl Forwarder {
         path_and_query: String,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Duration), Error> {
-        let up = self.upstream(permit.upstream());
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(up.authority.clone());
-        uri.path_and_query = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query)).ok();
-        *req.uri_mut() = Uri::from_parts(uri)
+        let i = permit.upstream();
+        // Origin form: the request line carries the path; `Host` is set by `headers`.
+        let path = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
             .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
+        *req.uri_mut() = Uri::from(path);
         *req.version_mut() = Version::HTTP_11;
         let started = Instant::now();
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.timeout, self.round_trip(i, req, started)).await {
             Err(_) => Err(Error::UpstreamTimeout),
-            Ok(Err(e)) if e.is_connect() => {
-                Err(Error::UpstreamUnavailable(format!("connect: {e}")))
-            }
-            Ok(Err(e)) => Err(Error::UpstreamUnavailable(format!("{e}"))),
+            Ok(Err(e)) => Err(e),
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+        }
+    }
+
+    async fn round_trip(
+        &self,
+        i: usize,
+        mut req: Request<Body>,
+        now: Instant,
+    ) -> Result<Response<Incoming>, Error> {
+        let pool = &self.pools[i];
+        if let Some(mut conn) = pool.checkout(now) {
+            match conn.try_send_request(req).await {
+                Ok(resp) => {
+                    pool.checkin(conn, now);
+                    return Ok(resp);
+                }
+                // The upstream closed the idle connection as we wrote to it and the
+                // request never left: it is safe to send again, on a new connection.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(protocol_error(&e.into_error())),
+                },
+            }
+        }
+        let mut conn = self.connect(&self.upstreams[i]).await?;
+        let resp = conn
+            .send_request(req)
+            .await
+            .map_err(|e| protocol_error(&e))?;
+        pool.checkin(conn, now);
+        Ok(resp)
+    }
+
+    async fn connect(&self, up: &Upstream) -> Result<http1::SendRequest<Body>, Error> {
+        let host = up.authority.host();
+        // `[::1]` in a URL is `::1` to the resolver.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = up.authority.port_u16().unwrap_or(80);
+        let stream = match tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((host, port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Error::UpstreamUnavailable(format!("connect: {e}"))),
+            Err(_) => {
+                return Err(Error::UpstreamUnavailable(format!(
+                    "connect: no connection within {:?}",
+                    self.connect_timeout
+                )));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::UpstreamUnavailable(format!("connect: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+fn protocol_error(e: &hyper::Error) -> Error {
+    Error::UpstreamUnavailable(e.to_string())
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    conn: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+impl Pool {
+    /// The most recently returned connection that is ready for a request. Closed ones and
+    /// ready ones idle past `IDLE_TIMEOUT` are dropped on the way; busy ones (a response
+    /// body still being read) stay.
+    fn checkout(&self, now: Instant) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut i = idle.len();
+        while i > 0 {
+            i -= 1;
+            let c = &idle[i];
+            if c.conn.is_closed() {
+                idle.swap_remove(i);
+            } else if c.conn.is_ready() {
+                let c = idle.swap_remove(i);
+                if now.saturating_duration_since(c.since) <= IDLE_TIMEOUT {
+                    return Some(c.conn);
+                }
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, conn: http1::SendRequest<Body>, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle { conn, since: now });
         }
     }
 }
