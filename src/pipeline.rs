@@ -22,7 +22,6 @@
 //!
 //! A shadow-mode route runs every check but forwards anyway, counting what it would refuse.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -47,7 +46,7 @@ use crate::payload;
 use crate::policy::Route;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::{self, Forwarder};
-use crate::proxy::headers::{self, Forwarding, IdentityNames};
+use crate::proxy::headers::{self, Forwarding, IdentityNames, Peer};
 use crate::proxy::{Body, full, path};
 
 /// Where clients fetch the proxy's public JWE keys (SPEC §4).
@@ -68,9 +67,9 @@ pub struct State {
 }
 
 /// The client side of one connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
-    pub peer: SocketAddr,
+    pub peer: Peer,
     pub https: bool,
     /// The connection sent a header block with both Content-Length and Transfer-Encoding
     /// (which the HTTP parser resolves silently; see `proxy::framing`).
@@ -192,7 +191,7 @@ async fn process<'s>(
 
     let up = state.forwarder.upstream(permit.upstream());
     let forwarding = Forwarding {
-        peer: conn.peer,
+        peer: &conn.peer,
         https: conn.https,
         request_id,
         upstream_host: &up.host,
@@ -496,7 +495,6 @@ fn record(
         .request_duration
         .observe(elapsed.as_secs_f64());
     state.access_log.write(&Record {
-        time: crate::policy::snapshot::now_rfc3339(),
         request_id,
         method: method.as_str(),
         path: &t.path,
@@ -507,9 +505,9 @@ fn record(
         principal_kind: t.principal_kind,
         principal_id: t.principal_id.as_ref().and_then(|v| v.to_str().ok()),
         upstream_status: t.upstream.map(|u| u.0),
-        duration_ms: elapsed.as_secs_f64() * 1e3,
-        auth_ms: t.auth.as_secs_f64() * 1e3,
-        upstream_ms: t.upstream.map(|u| u.1.as_secs_f64() * 1e3),
+        duration: elapsed,
+        auth: t.auth,
+        upstream: t.upstream.map(|u| u.1),
         shadow: t.shadowed.is_some(),
     });
 }

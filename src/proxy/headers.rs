@@ -123,8 +123,35 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     }
 }
 
+/// The client's address as the forwarding headers carry it, formatted once per connection
+/// and shared by its requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// `X-Forwarded-For` and `X-Real-IP`: the bare address.
+    ip: HeaderValue,
+    /// `Forwarded` node (RFC 7239 §6: an IPv6 address is bracketed and quoted).
+    node: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let ip = addr.ip().to_string();
+        let node = if addr.is_ipv6() {
+            format!("for=\"[{ip}]\"")
+        } else {
+            format!("for={ip}")
+        };
+        // Digits, dots, colons, brackets and quotes: always a valid header value.
+        let value = |s: String| HeaderValue::try_from(s).expect("an address is a header value");
+        Peer {
+            ip: value(ip),
+            node: value(node),
+        }
+    }
+}
+
 pub struct Forwarding<'a> {
-    pub peer: SocketAddr,
+    pub peer: &'a Peer,
     pub https: bool,
     pub request_id: &'a HeaderValue,
     /// The upstream's `Host`.
@@ -148,27 +175,15 @@ pub fn prepare_request(
             || names.is_owned(n)
     });
 
-    // Owned strings become header values without a copy (`TryFrom<String>`).
-    let ip_text = f.peer.ip().to_string();
-    let node = if f.peer.is_ipv6() {
-        format!("for=\"[{ip_text}]\"")
-    } else {
-        format!("for={ip_text}")
-    };
-    let fwd = match joined(headers, &FORWARDED) {
-        Some(prev) => format!("{prev}, {node}"),
-        None => node,
-    };
-    let xff = match joined(headers, &X_FORWARDED_FOR) {
-        Some(prev) => format!("{prev}, {ip_text}"),
-        None => ip_text.clone(),
-    };
     for (name, value) in [
-        (X_FORWARDED_FOR, xff),
-        (FORWARDED, fwd),
-        (X_REAL_IP, ip_text),
+        (
+            X_FORWARDED_FOR,
+            appended(headers, &X_FORWARDED_FOR, &f.peer.ip),
+        ),
+        (FORWARDED, appended(headers, &FORWARDED, &f.peer.node)),
+        (X_REAL_IP, Some(f.peer.ip.clone())),
     ] {
-        if let Ok(v) = HeaderValue::try_from(value) {
+        if let Some(v) = value {
             headers.insert(name, v);
         }
     }
@@ -217,13 +232,19 @@ pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     headers.insert(X_REQUEST_ID, request_id.clone());
 }
 
-fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
+/// The values of `name` the request already has, joined, with `last` appended; just `last`
+/// when it has none (the usual case, and no copy).
+fn appended(headers: &HeaderMap, name: &HeaderName, last: &HeaderValue) -> Option<HeaderValue> {
+    let mut list = String::new();
+    for v in headers.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
+        list.push_str(v);
+        list.push_str(", ");
+    }
+    if list.is_empty() {
+        return Some(last.clone());
+    }
+    list.push_str(last.to_str().ok()?);
+    HeaderValue::try_from(list).ok()
 }
 
 #[cfg(test)]
@@ -279,8 +300,9 @@ mod tests {
         let p = Principal::anonymous(0);
         let host = HeaderValue::from_static("up:1");
         let rid = HeaderValue::from_static("rid");
+        let peer = Peer::new("10.0.0.1:5".parse().unwrap());
         let f = Forwarding {
-            peer: "10.0.0.1:5".parse().unwrap(),
+            peer: &peer,
             https: false,
             request_id: &rid,
             upstream_host: &host,

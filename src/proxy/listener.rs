@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use super::headers::Peer;
 use super::{Body, framing};
 use crate::config::{Limits, Tls};
 use crate::pipeline::{self, Conn, State};
@@ -108,10 +109,11 @@ pub async fn serve(
             let https = tls.is_some();
             let ambiguous = framing::Ambiguous::default();
             let flag = ambiguous.clone();
+            let client = Peer::new(peer);
             let service = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 let conn = Conn {
-                    peer,
+                    peer: client.clone(),
                     https,
                     ambiguous_framing: ambiguous.is_set(),
                 };
