@@ -58,24 +58,99 @@ pub struct Verified {
 struct Claims<'a> {
     #[serde(rename = "appId", borrow)]
     app_id: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "present")]
-    exp: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    nbf: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    iat: Option<Value>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    exp: Option<Claim<'a>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    nbf: Option<Claim<'a>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    iat: Option<Claim<'a>>,
     #[serde(default, deserialize_with = "present")]
     aud: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    jti: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    scope: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
-    sub: Option<Value>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    jti: Option<Claim<'a>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    scope: Option<Claim<'a>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    sub: Option<Claim<'a>>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// One claim's value as far as the rules need it: a number, a string (borrowed from the
+/// payload unless it holds escapes), or anything else, read past. Unlike a `Value` it
+/// allocates nothing for the claims every token carries.
+enum Claim<'a> {
+    Number(f64),
+    String(Cow<'a, str>),
+    Other,
+}
+
+impl<'a> Claim<'a> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Claim::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Claim<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Claim<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            // As `serde_json::Number::as_f64` converts.
+            fn visit_u64<E>(self, v: u64) -> Result<Claim<'de>, E> {
+                Ok(Claim::Number(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Claim<'de>, E> {
+                Ok(Claim::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Claim<'de>, E> {
+                Ok(Claim::Number(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Claim<'de>, E> {
+                Ok(Claim::String(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Claim<'de>, E> {
+                Ok(Claim::String(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Claim<'de>, E> {
+                Ok(Claim::String(Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Claim<'de>, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Claim<'de>, E> {
+                Ok(Claim::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Claim<'de>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Claim::Other)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claim<'de>, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Claim::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A compact JWS split into its parts, with the header read once.
@@ -191,7 +266,7 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
         }
     }
     let jti = match claims.jti {
-        Some(Value::String(s)) if !s.is_empty() => Some(s),
+        Some(Claim::String(s)) if !s.is_empty() => Some(s.into_owned()),
         None => None,
         Some(_) => return Err(Error::InvalidToken("jti is not a non-empty string")),
     };
@@ -200,7 +275,7 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
     }
     let (scopes, scopes_header) = match &claims.scope {
         None => (app.scopes.clone(), app.scopes_header.clone()),
-        Some(Value::String(s)) => {
+        Some(Claim::String(s)) => {
             let narrowed = app.scopes.intersection(&policy.scopes.set(s.split(' ')));
             let header = HeaderValue::from_str(&policy.scopes.join(&narrowed))
                 .unwrap_or(HeaderValue::from_static(""));
@@ -208,7 +283,11 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
         }
         Some(_) => return Err(Error::InvalidToken("scope claim is not a string")),
     };
-    let subject = claims.sub.as_ref().map(header_safe).transpose()?;
+    let subject = claims
+        .sub
+        .as_ref()
+        .map(|c| header_safe(c.as_str()))
+        .transpose()?;
     let mut claim_headers = Vec::new();
     if !app.claims_to_headers.is_empty() {
         // Only apps that map arbitrary claims pay for reading all of them.
@@ -216,7 +295,7 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
             serde_json::from_slice(&payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
         for (claim, name) in &app.claims_to_headers {
             if let Some(v) = all.get(claim) {
-                claim_headers.push((name.clone(), header_safe(v)?));
+                claim_headers.push((name.clone(), header_safe(v.as_str())?));
             }
         }
     }
@@ -270,21 +349,19 @@ fn b64(part: &str) -> Result<Vec<u8>, Error> {
         .map_err(|_| Error::InvalidToken("bad base64url"))
 }
 
-fn numeric(claim: Option<&Value>) -> Result<Option<f64>, Error> {
+fn numeric(claim: Option<&Claim<'_>>) -> Result<Option<f64>, Error> {
     match claim {
         None => Ok(None),
-        Some(Value::Number(n)) => match n.as_f64() {
-            Some(f) if f.is_finite() => Ok(Some(f)),
-            _ => Err(Error::InvalidToken("time claim not finite")),
-        },
+        Some(Claim::Number(f)) if f.is_finite() => Ok(Some(*f)),
+        Some(Claim::Number(_)) => Err(Error::InvalidToken("time claim not finite")),
         Some(_) => Err(Error::InvalidToken("time claim not numeric")),
     }
 }
 
 /// A claim bound for a header must be a string free of control characters.
-fn header_safe(v: &Value) -> Result<HeaderValue, Error> {
-    match v {
-        Value::String(s) if !s.chars().any(char::is_control) => {
+fn header_safe(claim: Option<&str>) -> Result<HeaderValue, Error> {
+    match claim {
+        Some(s) if !s.chars().any(char::is_control) => {
             HeaderValue::from_str(s).map_err(|_| Error::InvalidToken("claim not header-safe"))
         }
         _ => Err(Error::InvalidToken(
