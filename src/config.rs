@@ -56,6 +56,10 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     #[serde(with = "yaml::duration")]
     pub drain_timeout: Duration,
+    /// Keep polling for I/O this long after activity instead of sleeping (`busy_poll`);
+    /// zero, the default, sleeps at once.
+    #[serde(with = "yaml::duration")]
+    pub busy_poll: Duration,
 }
 
 impl Default for Limits {
@@ -68,6 +72,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            busy_poll: Duration::ZERO,
         }
     }
 }

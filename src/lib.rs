@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authorize;
+pub mod busy_poll;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -38,6 +38,7 @@ use crate::auth::rate_limit::{Decision, Limiter};
 use crate::auth::replay::ReplayStore;
 use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
+use crate::busy_poll::BusyPoll;
 use crate::config::{Config, Unmatched};
 use crate::error::Error;
 use crate::observe::access_log::{AccessLog, Record};
@@ -64,6 +65,8 @@ pub struct State {
     pub access_log: AccessLog,
     pub names: IdentityNames,
     pub draining: AtomicBool,
+    /// `limits.busy_poll`, when set.
+    pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
 /// The client side of one connection.
@@ -92,6 +95,9 @@ struct Trace<'s> {
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
+    if let Some(b) = &state.busy_poll {
+        b.touch();
+    }
     state.metrics.inflight.inc();
     let snapshot = state.policies.current();
     let request_id = headers::request_id(req.headers());
@@ -220,6 +226,9 @@ async fn process<'s>(
     };
     let upstream_name = up.name.as_str();
     let req = Request::from_parts(parts, body);
+    if let Some(b) = &state.busy_poll {
+        b.touch();
+    }
     let sent = state.forwarder.send(&permit, path_and_query, req).await;
     let (resp, took) = match sent {
         Ok(r) => r,

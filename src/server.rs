@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use crate::auth::cache::TokenCache;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
+use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ReplayStoreConfig};
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
@@ -91,6 +92,10 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
     let addr = public.local_addr().map_err(|e| e.to_string())?;
     let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
 
+    let busy_poll = (!config.limits.busy_poll.is_zero()).then(|| {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        BusyPoll::start(config.limits.busy_poll, workers)
+    });
     let state = Arc::new(State {
         names: IdentityNames::new(&config.identity_header_prefix).map_err(|e| e.to_string())?,
         forwarder: Forwarder::new(&config),
@@ -100,6 +105,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         metrics: metrics.clone(),
         access_log: AccessLog::new(options.access_log, metrics.access_log_dropped.clone()),
         draining: AtomicBool::new(false),
+        busy_poll,
         policies: policies.clone(),
         config,
     });

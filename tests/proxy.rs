@@ -941,3 +941,26 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(a.status, 200, "the in-flight request completed");
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_busy_polling_proxy_serves_then_goes_quiet() {
+    let up = Upstream::start().await;
+    let p = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config("limits: { busy_poll: 2ms }")
+        .start()
+        .await;
+    for _ in 0..10 {
+        assert_eq!(get(&p.url("/public/x"), &[]).await.status, 200);
+    }
+    let state = &p.running.as_ref().unwrap().state;
+    let bp = state
+        .busy_poll
+        .as_ref()
+        .expect("limits.busy_poll turns it on");
+    assert!(bp.spins() > 0, "requests made it spin");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let settled = bp.spins();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bp.spins(), settled, "no requests, no spinning");
+}
