@@ -337,8 +337,8 @@ async fn decide<'p>(
     authorize::authorize(policy, route, params, principal, &state.config.environments)
 }
 
-/// Verifies a JWS or JWE token, through the cache when the signature is expensive, then the
-/// per-use checks (time, single-use jti) that no cache may skip.
+/// Verifies a JWS or JWE token, through the token cache, then the per-use checks (time,
+/// single-use jti) that no cache may skip.
 async fn verify_token(
     state: &State,
     snap: &Snapshot,
@@ -346,30 +346,47 @@ async fn verify_token(
     is_jwe: bool,
 ) -> Result<Principal, Error> {
     let now = unix_now();
-    if is_jwe {
-        let verified = cached(state, snap, token, now, || {
-            jwt::verify_jwe(&snap.policy, token)
-        })?;
-        return per_use_checks(state, &verified, now)
-            .await
-            .map(|()| verified.principal.clone());
-    }
-    let jws = jwt::Jws::parse(token)?;
-    if jws.is_asymmetric() {
-        let verified = cached(state, snap, token, now, || {
-            jwt::verify(&snap.policy, &jws, false)
-        })?;
-        per_use_checks(state, &verified, now).await?;
-        Ok(verified.principal.clone())
-    } else {
-        let verified = jwt::verify(&snap.policy, &jws, false)?;
-        per_use_checks(state, &verified, now).await?;
-        Ok(verified.principal)
-    }
+    let verified = cached(state, snap, token, is_jwe, now)?;
+    per_use_checks(state, &verified, now).await?;
+    Ok(verified.principal.clone())
 }
 
-/// The verdict for an expensive token, from the cache or verified and stored.
+/// The verdict for a token: from this thread's recent tokens, else (asymmetric and JWE
+/// tokens, whose signatures are worth a hash and a shared lookup) from the shared cache,
+/// else verified and stored.
 fn cached(
+    state: &State,
+    snap: &Snapshot,
+    token: &str,
+    is_jwe: bool,
+    now: f64,
+) -> Result<Arc<Verified>, Error> {
+    let cache = &state.token_cache;
+    if let Some(v) = cache.get_local(snap.generation, token, now) {
+        state.metrics.token_cache_hits.inc();
+        return Ok(v);
+    }
+    let v = if is_jwe {
+        shared(state, snap, token, now, || {
+            jwt::verify_jwe(&snap.policy, token)
+        })?
+    } else {
+        let jws = jwt::Jws::parse(token)?;
+        if jws.is_asymmetric() {
+            shared(state, snap, token, now, || {
+                jwt::verify(&snap.policy, &jws, false)
+            })?
+        } else {
+            state.metrics.token_cache_misses.inc();
+            Arc::new(jwt::verify(&snap.policy, &jws, false)?)
+        }
+    };
+    cache.insert_local(snap.generation, token, &v, now);
+    Ok(v)
+}
+
+/// The shared cache's verdict, or `verify`'s, stored.
+fn shared(
     state: &State,
     snap: &Snapshot,
     token: &str,

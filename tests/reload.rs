@@ -250,6 +250,43 @@ async fn removing_an_app_stops_its_cached_tokens_at_the_swap() {
     .await;
 }
 
+/// HMAC tokens are cached too (per thread): a secret rotated by a reload stops the old
+/// tokens at the swap, however often they were seen before.
+#[tokio::test]
+async fn rotating_an_app_secret_stops_its_cached_hmac_tokens_at_the_swap() {
+    let (_, p) = start(&policy::standard()).await;
+    let old = token("app-hs", json!({}));
+    for _ in 0..3 {
+        assert_eq!(
+            get(&p.url("/v1/bots/bot-1"), &[("auth", &old)])
+                .await
+                .status,
+            200
+        );
+    }
+    let m = metrics(&p).await;
+    assert!(m.contains("scopegate_token_cache_hits_total 2"), "{m}");
+    assert!(m.contains("scopegate_token_cache_misses_total 1"), "{m}");
+    let rotated = policy::standard().replacen(
+        &format!("secret: {{ value: {HS_SECRET} }}"),
+        "secret: { value: a-rotated-secret-0123456789-0123456789-01234 }",
+        1,
+    );
+    assert_ne!(rotated, policy::standard());
+    std::fs::write(&p.policy_file, rotated).unwrap();
+    eventually(
+        DEADLINE,
+        "a token signed with the old secret rejected despite the cache",
+        || async {
+            get(&p.url("/v1/bots/bot-1"), &[("auth", &old)])
+                .await
+                .status
+                == 401
+        },
+    )
+    .await;
+}
+
 /// A storm of reloads while clients keep sending: no request fails, and every response
 /// is one of the two policies, never a mix or an error.
 #[tokio::test]
