@@ -11,6 +11,8 @@ writes
                       the big-policy API-key run)
     policy-big.json   policy-big.yaml as JSON (the form a generator would write; JSON is YAML)
     creds.env         HS_SECRET, HS_TOKEN, RS_TOKEN, API_KEY, BIG_API_KEY (shell syntax)
+    hs-tokens.txt     1,024 distinct HS256 tokens, one per line (each with its own `jti`), for
+                      the run in which no token repeats soon enough to be found in a cache
 
 Tokens are signed here with joserfc, an implementation independent of scopegate's, and
 live for two hours (longer than any run).
@@ -109,10 +111,13 @@ def write_policy_json(path: Path, rsa_pub: Path, apps: int, keys: int) -> None:
     path.write_text(json.dumps(policy, separators=(",", ":")))
 
 
-def token(alg: str, app_id: str, key) -> str:
+ROTATING_TOKENS = 1024
+
+
+def token(alg: str, app_id: str, key, **extra) -> str:
     now = int(time.time())
     claims = {"appId": app_id, "sub": "load-user", "iat": now, "exp": now + 7200, "scope": SCOPE}
-    return jwt.encode({"alg": alg, "typ": "JWT"}, claims, key)
+    return jwt.encode({"alg": alg, "typ": "JWT"}, {**claims, **extra}, key)
 
 
 def main() -> None:
@@ -125,8 +130,12 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # joserfc warns about oct keys it did not generate
-        hs = token("HS256", "load-hs256", OctKey.import_key(HS_SECRET))
+        hs_key = OctKey.import_key(HS_SECRET)
+        hs = token("HS256", "load-hs256", hs_key)
+        rotating = [token("HS256", "load-hs256", hs_key, jti=f"load-{i}")
+                    for i in range(ROTATING_TOKENS)]
         rs = token("RS256", "load-rs256", RSAKey.import_key((keys / "app-rsa.key.pem").read_text()))
+    (work / "hs-tokens.txt").write_text("\n".join(rotating) + "\n")
     (work / "creds.env").write_text(
         f"HS_SECRET='{HS_SECRET}'\n"
         f"HS_TOKEN='{hs}'\n"

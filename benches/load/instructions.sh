@@ -59,14 +59,14 @@ python3 "$HERE/gen.py" "$WORK/policy" "$REPO"
 # shellcheck source=/dev/null
 source "$WORK/policy/creds.env" # HS_SECRET HS_TOKEN API_KEY ...
 
-read -r UP HAP_PLAIN HAP_JWT SG SG_ADMIN < <(python3 -c '
+read -r UP HAP_PLAIN HAP_JWT HAP_JWT_LOG SG SG_ADMIN < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 sed -e "s/@UPSTREAM_PORT@/$UP/g" "$HERE/haproxy-upstream.cfg" >"$WORK/upstream.cfg"
 sed -e "s/@UPSTREAM_PORT@/$UP/g; s/@PLAIN_PORT@/$HAP_PLAIN/g; s/@JWT_PORT@/$HAP_JWT/g" \
-    -e "s/@HS_SECRET@/$HS_SECRET/g" "$HERE/haproxy-proxy.cfg" >"$WORK/haproxy.cfg"
+    -e "s/@JWT_LOG_PORT@/$HAP_JWT_LOG/g; s/@HS_SECRET@/$HS_SECRET/g" "$HERE/haproxy-proxy.cfg" >"$WORK/haproxy.cfg"
 cat >"$WORK/scopegate.yaml" <<EOF
 listen: 127.0.0.1:$SG
 admin_listen: 127.0.0.1:$SG_ADMIN

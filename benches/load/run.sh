@@ -148,13 +148,21 @@ socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
-read -r UP_PORT HAP_PLAIN_PORT HAP_JWT_PORT SG_PORT SG_ADMIN SGBIG_PORT SGBIG_ADMIN \
-    SGLOG_PORT SGLOG_ADMIN < <(free_ports 9)
+read -r UP_PORT HAP_PLAIN_PORT HAP_JWT_PORT HAP_JWT_LOG_PORT SG_PORT SG_ADMIN SGBIG_PORT \
+    SGBIG_ADMIN SGLOG_PORT SGLOG_ADMIN SGBP_PORT SGBP_ADMIN HAPBP_PLAIN_PORT HAPBP_JWT_PORT \
+    HAPBP_JWT_LOG_PORT < <(free_ports 15)
 
 sed -e "s/@UPSTREAM_PORT@/$UP_PORT/g" "$HERE/haproxy-upstream.cfg" >"$WORK/haproxy-upstream.cfg"
-sed -e "s/@UPSTREAM_PORT@/$UP_PORT/g; s/@PLAIN_PORT@/$HAP_PLAIN_PORT/g" \
-    -e "s/@JWT_PORT@/$HAP_JWT_PORT/g; s/@HS_SECRET@/$HS_SECRET/g" \
-    "$HERE/haproxy-proxy.cfg" >"$WORK/haproxy-proxy.cfg"
+# haproxy_config PLAIN JWT JWT_LOG [global option]
+haproxy_config() {
+    sed -e "s/@UPSTREAM_PORT@/$UP_PORT/g; s/@PLAIN_PORT@/$1/g; s/@JWT_PORT@/$2/g" \
+        -e "s/@JWT_LOG_PORT@/$3/g; s/@HS_SECRET@/$HS_SECRET/g" \
+        ${4:+-e "/^global/a\\    $4"} "$HERE/haproxy-proxy.cfg"
+}
+haproxy_config "$HAP_PLAIN_PORT" "$HAP_JWT_PORT" "$HAP_JWT_LOG_PORT" >"$WORK/haproxy-proxy.cfg"
+# The same with `busy-polling`: it spins all the time, so it runs only while measured.
+haproxy_config "$HAPBP_PLAIN_PORT" "$HAPBP_JWT_PORT" "$HAPBP_JWT_LOG_PORT" busy-polling \
+    >"$WORK/haproxy-busy.cfg"
 
 # scopegate_config NAME PORT ADMIN POLICY
 scopegate_config() {
@@ -169,6 +177,8 @@ EOF
 scopegate_config main "$SG_PORT" "$SG_ADMIN" "$POLICY_DIR/policy.yaml"
 scopegate_config big "$SGBIG_PORT" "$SGBIG_ADMIN" "$POLICY_DIR/policy-big.yaml"
 scopegate_config log "$SGLOG_PORT" "$SGLOG_ADMIN" "$POLICY_DIR/policy.yaml"
+scopegate_config busy "$SGBP_PORT" "$SGBP_ADMIN" "$POLICY_DIR/policy.yaml"
+echo "limits: { busy_poll: 1ms }" >>"$WORK/scopegate-busy.yaml"
 
 # ---------------------------------------------------------------- servers
 # Proxies pinned to PROXY_CPU: HAProxy runs one thread (nbthread 1) and scopegate's tokio one
@@ -179,6 +189,8 @@ log "starting the upstream on CPU $UPSTREAM_CPU, HAProxy and scopegate on CPU $P
 taskset -c "$UPSTREAM_CPU" haproxy -db -f "$WORK/haproxy-upstream.cfg" >"$WORK/upstream.log" 2>&1 &
 UP_PID=$!
 PIDS+=("$UP_PID")
+# HAProxy's access log (the jwt_log frontend) goes to stdout: a file, like scopegate's in
+# `sg-hs256-log`.
 taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy-proxy.cfg" >"$WORK/haproxy.log" 2>&1 &
 HAP_PID=$!
 PIDS+=("$HAP_PID")
@@ -193,6 +205,10 @@ PIDS+=("$SGBIG_PID")
 taskset -c "$PROXY_CPU" "$SCOPEGATE" run --config "$WORK/scopegate-log.yaml" >"$WORK/access.log" 2>"$WORK/scopegate-log.err" &
 SGLOG_PID=$!
 PIDS+=("$SGLOG_PID")
+# Busy polling spins only after activity: idle while other targets are measured.
+taskset -c "$PROXY_CPU" "$SCOPEGATE" run --config "$WORK/scopegate-busy.yaml" >/dev/null 2>"$WORK/scopegate-busy.err" &
+SGBP_PID=$!
+PIDS+=("$SGBP_PID")
 
 # wait_http URL PID: until URL answers 200 (at most 120 s), or fail if PID died.
 wait_http() {
@@ -204,13 +220,14 @@ wait_http() {
     echo "$1 did not answer 200 in 120 s" >&2
     return 1
 }
-SERVERS=("$UP_PID" "$HAP_PID" "$SG_PID" "$SGBIG_PID" "$SGLOG_PID")
+SERVERS=("$UP_PID" "$HAP_PID" "$SG_PID" "$SGBIG_PID" "$SGLOG_PID" "$SGBP_PID")
 
 wait_http "http://127.0.0.1:$UP_PORT/" "$UP_PID"
 wait_http "http://127.0.0.1:$HAP_PLAIN_PORT/" "$HAP_PID"
 wait_http "http://127.0.0.1:$SG_ADMIN/readyz" "$SG_PID"
 wait_http "http://127.0.0.1:$SGLOG_ADMIN/readyz" "$SGLOG_PID"
 wait_http "http://127.0.0.1:$SGBIG_ADMIN/readyz" "$SGBIG_PID"
+wait_http "http://127.0.0.1:$SGBP_ADMIN/readyz" "$SGBP_PID"
 
 # ---------------------------------------------------------------- targets
 # name -> URL, credential (sent as a bearer token), proxy PID ("" for none).
@@ -226,13 +243,24 @@ add_target haproxy-plain "http://127.0.0.1:$HAP_PLAIN_PORT$BOT" "$HS_TOKEN" "$HA
 add_target haproxy-jwt "http://127.0.0.1:$HAP_JWT_PORT$BOT" "$HS_TOKEN" "$HAP_PID"
 add_target sg-apikey-big "http://127.0.0.1:$SGBIG_PORT$BOT" "$BIG_API_KEY" "$SGBIG_PID"
 add_target sg-hs256-log "http://127.0.0.1:$SGLOG_PORT$BOT" "$HS_TOKEN" "$SGLOG_PID"
+add_target haproxy-jwt-log "http://127.0.0.1:$HAP_JWT_LOG_PORT$BOT" "$HS_TOKEN" "$HAP_PID"
+add_target sg-hs256-rotating "http://127.0.0.1:$SG_PORT$BOT" "$HS_TOKEN" "$SG_PID"
+add_target sg-hs256-bp "http://127.0.0.1:$SGBP_PORT$BOT" "$HS_TOKEN" "$SGBP_PID"
+add_target haproxy-jwt-bp "http://127.0.0.1:$HAPBP_JWT_PORT$BOT" "$HS_TOKEN" "" # PID when started
 CORE=(direct sg-none sg-hs256 sg-rs256 sg-apikey haproxy-plain haproxy-jwt)
-EXTRA=(sg-apikey-big sg-hs256-log) # fixed-concurrency only
+EXTRA=(sg-apikey-big sg-hs256-log haproxy-jwt-log sg-hs256-rotating) # fixed-concurrency only
+# wrk script per target: the report line only, or also a new token per request from the
+# 1,024 of hs-tokens.txt (never found in scopegate's per-thread token table).
+declare -A SCRIPT
+for t in "${!URL[@]}"; do SCRIPT[$t]=$HERE/wrk-report.lua; done
+SCRIPT[sg-hs256-rotating]=$HERE/wrk-tokens.lua
+export WRK_TOKENS=$POLICY_DIR/hs-tokens.txt
+BUSY=(sg-hs256-bp haproxy-jwt-bp)                  # fixed rate only
 
 # Each target must answer 200 before anything is measured; a failure is reported loudly
 # (and its errors flagged in the table) rather than silently measured.
 log "checking that every target answers 200"
-for t in "${CORE[@]}" "${EXTRA[@]}"; do
+for t in "${CORE[@]}" "${EXTRA[@]}" sg-hs256-bp; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}")
     if [[ $code == 200 ]]; then
         printf '  %-14s 200\n' "$t" >&2
@@ -289,7 +317,7 @@ measure_load() {
     u0=$(cpu_ticks "$UP_PID")
     noise_start
     bounded taskset -c "$LOAD_CPU" timeout $((secs + 30)) wrk -t1 -c"$CONNS" -d"${secs}s" \
-        -s "$HERE/wrk-report.lua" -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
+        -s "${SCRIPT[$t]}" -H "Authorization: Bearer ${CRED[$t]}" "${URL[$t]}" \
         >"$WORK/wrk.out"
     u1=$(cpu_ticks "$UP_PID")
     if [[ -n $proxy ]]; then proxy_ticks=$(($(cpu_ticks "$proxy") - p0)); fi
@@ -326,14 +354,31 @@ measure_latency() {
         tee -a "$WORK/raw.jsonl" | sed 's/^/  latency /' >&2
 }
 
+# measure_busy_haproxy ROUND: starts HAProxy with `busy-polling` (it spins even when idle,
+# so it never runs beside another measurement), measures its latency, stops it.
+measure_busy_haproxy() {
+    local pid
+    taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy-busy.cfg" >"$WORK/haproxy-busy.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_http "http://127.0.0.1:$HAPBP_PLAIN_PORT/" "$pid"
+    PROXY[haproxy-jwt-bp]=$pid
+    SERVERS+=("$pid")
+    measure_latency haproxy-jwt-bp "$1"
+    unset 'SERVERS[-1]'
+    kill -TERM "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- measure
 START=$SECONDS
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 log "warm-up: 2 s per target (token cache, upstream connection pools)"
 for t in "${CORE[@]}" "${EXTRA[@]}"; do measure_load "$t" 0 2; done
 
-ALL=("${CORE[@]}" "${EXTRA[@]}")
-round_secs=$((${#CORE[@]} * (DURATION + LAT_DURATION + 2) + ${#EXTRA[@]} * (DURATION + 1)))
+ALL=("${CORE[@]}" "${EXTRA[@]}" "${BUSY[@]}")
+round_secs=$((${#CORE[@]} * (DURATION + LAT_DURATION + 2) + ${#EXTRA[@]} * (DURATION + 1) \
+    + ${#BUSY[@]} * (LAT_DURATION + 2)))
 ROUNDS_DONE=0
 for ((round = 1; round <= ROUNDS; round++)); do
     if ((SECONDS - START + round_secs > BUDGET_SECONDS)); then
@@ -345,6 +390,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
     n=${#ALL[@]}
     for ((i = 0; i < n; i++)); do
         t=${ALL[$(((i + round - 1) % n))]}
+        case " ${BUSY[*]} " in
+        *" $t "*)
+            if [[ $t == haproxy-jwt-bp ]]; then
+                measure_busy_haproxy "$round"
+            else
+                measure_latency "$t" "$round"
+            fi
+            continue
+            ;;
+        esac
         measure_load "$t" "$round" "$DURATION"
         if [[ " ${CORE[*]} " == *" $t "* ]]; then measure_latency "$t" "$round"; fi
     done
