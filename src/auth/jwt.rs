@@ -187,7 +187,7 @@ impl<'t> Jws<'t> {
         })
     }
 
-    /// Public-key signatures are worth caching; an HMAC is cheaper than a cache lookup.
+    /// Public-key signatures are worth a SHA-256 key and the shared cache; an HMAC is not.
     pub fn is_asymmetric(&self) -> bool {
         self.alg.family() != AlgorithmFamily::Hmac
     }
