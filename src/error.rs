@@ -68,6 +68,10 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
+    /// No connection to the upstream (refused, unresolvable, or not within
+    /// `upstream_connect_timeout`): the same answer as `UpstreamUnavailable`, counted apart.
+    #[error("upstream connect failed: {0}")]
+    UpstreamConnect(String),
     #[error("response encryption failed: {0}")]
     EncryptionFailed(String),
     #[error("not ready")]
@@ -97,7 +101,9 @@ impl Error {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            UpstreamUnavailable(_) | EncryptionFailed(_) => StatusCode::BAD_GATEWAY,
+            UpstreamUnavailable(_) | UpstreamConnect(_) | EncryptionFailed(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             NotReady | ReplayStoreUnavailable(_) | KeysUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -133,7 +139,7 @@ impl Error {
             PayloadTooLarge => "payload_too_large",
             HeadersTooLarge => "headers_too_large",
             RateLimited { .. } => "rate_limited",
-            UpstreamUnavailable(_) => "upstream_unavailable",
+            UpstreamUnavailable(_) | UpstreamConnect(_) => "upstream_unavailable",
             EncryptionFailed(_) => "encryption_failed",
             NotReady => "not_ready",
             ReplayStoreUnavailable(_) => "replay_store_unavailable",
@@ -170,7 +176,7 @@ impl Error {
             PayloadTooLarge => "the request body is too large",
             HeadersTooLarge => "the request headers are too large",
             RateLimited { .. } => "too many requests",
-            UpstreamUnavailable(_) => "the upstream service is unavailable",
+            UpstreamUnavailable(_) | UpstreamConnect(_) => "the upstream service is unavailable",
             EncryptionFailed(_) => "the response could not be encrypted",
             NotReady => "the proxy is not ready",
             ReplayStoreUnavailable(_) => "the replay store is unavailable",
@@ -182,7 +188,9 @@ impl Error {
     /// Named `origin`, not `source`: thiserror already gives `Error` the std `source()`.
     pub fn origin(&self) -> Source {
         match self {
-            Error::UpstreamUnavailable(_) | Error::UpstreamTimeout => Source::Upstream,
+            Error::UpstreamUnavailable(_) | Error::UpstreamConnect(_) | Error::UpstreamTimeout => {
+                Source::Upstream
+            }
             Error::EncryptionFailed(_)
             | Error::NotReady
             | Error::ReplayStoreUnavailable(_)

@@ -39,7 +39,7 @@ pub struct Forwarder {
 pub fn error_kind(e: &Error) -> Option<&'static str> {
     match e {
         Error::UpstreamTimeout => Some("timeout"),
-        Error::UpstreamUnavailable(m) if m.starts_with("connect") => Some("connect"),
+        Error::UpstreamConnect(_) => Some("connect"),
         Error::UpstreamUnavailable(_) => Some("protocol"),
         _ => None,
     }
@@ -127,10 +127,10 @@ impl Forwarder {
         .await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::UpstreamUnavailable(format!("connect: {e}"))),
+            Ok(Err(e)) => return Err(Error::UpstreamConnect(e.to_string())),
             Err(_) => {
-                return Err(Error::UpstreamUnavailable(format!(
-                    "connect: no connection within {:?}",
+                return Err(Error::UpstreamConnect(format!(
+                    "no connection within {:?}",
                     self.connect_timeout
                 )));
             }
@@ -138,7 +138,7 @@ impl Forwarder {
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| Error::UpstreamUnavailable(format!("connect: {e}")))?;
+            .map_err(|e| Error::UpstreamConnect(e.to_string()))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
