@@ -821,6 +821,13 @@ type ClaimCase = (
 async fn claim_shapes_times_and_header_bound_claims() {
     let now = now() as i64;
     let base = |extra: Value| claims("app-claims", extra).to_string();
+    // `base` drops members set to null; these keep one.
+    let with_null = |member: &str| {
+        format!(
+            r#"{{"appId":"app-claims","sub":"u","exp":{},"{member}":null}}"#,
+            now + 600
+        )
+    };
     // (what, raw claims JSON, expected: Ok(x-auth-tenant) or Err(code))
     let cases: Vec<ClaimCase> = vec![
         ("plain", base(json!({})), Ok(None)),
@@ -902,6 +909,13 @@ async fn claim_shapes_times_and_header_bound_claims() {
             r#"{"appId":"app-claims","sub":"u","exp":null}"#.to_string(),
             Err("invalid_token"),
         ),
+        // `null` is a value, not an absence: present and of the wrong type.
+        ("nbf null", with_null("nbf"), Err("invalid_token")),
+        ("iat null", with_null("iat"), Err("invalid_token")),
+        ("scope null", with_null("scope"), Err("invalid_token")),
+        ("sub null", with_null("sub"), Err("invalid_token")),
+        ("jti null", with_null("jti"), Err("invalid_token")),
+        ("tenant null", with_null("tenant"), Err("invalid_token")),
         (
             "exp Infinity",
             r#"{"appId":"app-claims","sub":"u","exp":Infinity}"#.to_string(),
