@@ -58,32 +58,34 @@ pub struct Verified {
 struct Claims<'a> {
     #[serde(rename = "appId", borrow)]
     app_id: Option<Cow<'a, str>>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    exp: Option<Claim<'a>>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    nbf: Option<Claim<'a>>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    iat: Option<Claim<'a>>,
+    #[serde(default, borrow)]
+    exp: Claim<'a>,
+    #[serde(default, borrow)]
+    nbf: Claim<'a>,
+    #[serde(default, borrow)]
+    iat: Claim<'a>,
     #[serde(default, deserialize_with = "present")]
     aud: Option<Value>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    jti: Option<Claim<'a>>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    scope: Option<Claim<'a>>,
-    #[serde(default, deserialize_with = "present", borrow)]
-    sub: Option<Claim<'a>>,
+    #[serde(default, borrow)]
+    jti: Claim<'a>,
+    #[serde(default, borrow)]
+    scope: Claim<'a>,
+    #[serde(default, borrow)]
+    sub: Claim<'a>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
-/// One claim's value as far as the rules need it: a number, a string (borrowed from the
-/// payload unless it holds escapes), or anything else, read past. Unlike a `Value` it
-/// allocates nothing for the claims every token carries.
+/// One claim's value as far as the rules need it: absent (the default, when the member is
+/// missing), a number, a string (borrowed from the payload unless it holds escapes), or
+/// anything else, `null` included, read past. Unlike a `Value` it allocates nothing for the
+/// claims every token carries.
+#[derive(Default)]
 enum Claim<'a> {
+    #[default]
+    Absent,
     Number(f64),
     String(Cow<'a, str>),
     Other,
@@ -98,7 +100,7 @@ impl<'a> Claim<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for Claim<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Claim<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
@@ -249,9 +251,9 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
     if app.enforce_jwe && !wrapped {
         return Err(Error::JweRequired);
     }
-    let exp = numeric(claims.exp.as_ref())?;
-    let nbf = numeric(claims.nbf.as_ref())?;
-    let iat = numeric(claims.iat.as_ref())?;
+    let exp = numeric(&claims.exp)?;
+    let nbf = numeric(&claims.nbf)?;
+    let iat = numeric(&claims.iat)?;
     if exp.is_none() && app.require_exp {
         return Err(Error::InvalidToken("no exp"));
     }
@@ -266,28 +268,27 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
         }
     }
     let jti = match claims.jti {
-        Some(Claim::String(s)) if !s.is_empty() => Some(s.into_owned()),
-        None => None,
-        Some(_) => return Err(Error::InvalidToken("jti is not a non-empty string")),
+        Claim::String(s) if !s.is_empty() => Some(s.into_owned()),
+        Claim::Absent => None,
+        _ => return Err(Error::InvalidToken("jti is not a non-empty string")),
     };
     if app.enforce_jti && jti.is_none() {
         return Err(Error::JtiRequired);
     }
     let (scopes, scopes_header) = match &claims.scope {
-        None => (app.scopes.clone(), app.scopes_header.clone()),
-        Some(Claim::String(s)) => {
+        Claim::Absent => (app.scopes.clone(), app.scopes_header.clone()),
+        Claim::String(s) => {
             let narrowed = app.scopes.intersection(&policy.scopes.set(s.split(' ')));
             let header = HeaderValue::from_str(&policy.scopes.join(&narrowed))
                 .unwrap_or(HeaderValue::from_static(""));
             (narrowed, header)
         }
-        Some(_) => return Err(Error::InvalidToken("scope claim is not a string")),
+        _ => return Err(Error::InvalidToken("scope claim is not a string")),
     };
-    let subject = claims
-        .sub
-        .as_ref()
-        .map(|c| header_safe(c.as_str()))
-        .transpose()?;
+    let subject = match &claims.sub {
+        Claim::Absent => None,
+        sub => Some(header_safe(sub.as_str())?),
+    };
     let mut claim_headers = Vec::new();
     if !app.claims_to_headers.is_empty() {
         // Only apps that map arbitrary claims pay for reading all of them.
@@ -349,12 +350,12 @@ fn b64(part: &str) -> Result<Vec<u8>, Error> {
         .map_err(|_| Error::InvalidToken("bad base64url"))
 }
 
-fn numeric(claim: Option<&Claim<'_>>) -> Result<Option<f64>, Error> {
+fn numeric(claim: &Claim<'_>) -> Result<Option<f64>, Error> {
     match claim {
-        None => Ok(None),
-        Some(Claim::Number(f)) if f.is_finite() => Ok(Some(*f)),
-        Some(Claim::Number(_)) => Err(Error::InvalidToken("time claim not finite")),
-        Some(_) => Err(Error::InvalidToken("time claim not numeric")),
+        Claim::Absent => Ok(None),
+        Claim::Number(f) if f.is_finite() => Ok(Some(*f)),
+        Claim::Number(_) => Err(Error::InvalidToken("time claim not finite")),
+        _ => Err(Error::InvalidToken("time claim not numeric")),
     }
 }
 
