@@ -24,8 +24,10 @@ use super::jwt::Verified;
 
 const MAX_ENTRY_LIFETIME: Duration = Duration::from_secs(3600);
 
-/// Entries per thread in the front table (a power of two).
+/// Entries per thread in the front table: a power of two, indexed by a hash's top bits.
 const LOCAL_SLOTS: usize = 64;
+const SLOT_BITS: u32 = LOCAL_SLOTS.trailing_zeros();
+const _: () = assert!(LOCAL_SLOTS.is_power_of_two());
 
 pub struct TokenCache {
     /// Tells this cache's entries in the per-thread tables from another's.
@@ -53,7 +55,7 @@ fn slot(token: &str) -> usize {
     let tail = b[b.len().saturating_sub(8)..]
         .iter()
         .fold(0u64, |x, &c| x << 8 | u64::from(c));
-    (tail.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % LOCAL_SLOTS
+    (tail.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS)) as usize
 }
 
 /// How long a verdict may be kept: until `exp`, at most an hour; `None` once expired.
