@@ -252,6 +252,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forwarded_nodes_bracket_and_quote_ipv6_and_append_to_earlier_hops() {
+        let v4 = Peer::new("10.0.0.1:5".parse().unwrap());
+        assert_eq!(v4.ip, "10.0.0.1");
+        assert_eq!(v4.node, "for=10.0.0.1");
+        let v6 = Peer::new("[2001:db8::1]:443".parse().unwrap());
+        assert_eq!(v6.ip, "2001:db8::1");
+        assert_eq!(v6.node, "for=\"[2001:db8::1]\"");
+        let mut h = HeaderMap::new();
+        assert_eq!(appended(&h, &FORWARDED, &v6.node).unwrap(), v6.node);
+        h.append(FORWARDED, HeaderValue::from_static("for=1.1.1.1"));
+        h.append(FORWARDED, HeaderValue::from_static("for=2.2.2.2"));
+        assert_eq!(
+            appended(&h, &FORWARDED, &v6.node).unwrap(),
+            "for=1.1.1.1, for=2.2.2.2, for=\"[2001:db8::1]\""
+        );
+    }
+
+    #[test]
     fn owned_prefix_matches_underscore_spelling() {
         let n = IdentityNames::new("x-auth-").unwrap();
         for h in [
