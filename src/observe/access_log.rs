@@ -140,6 +140,8 @@ fn rfc3339(now: SystemTime, out: &mut Vec<u8>) {
 
 pub struct AccessLog {
     shared: Option<Arc<Mutex<Vec<u8>>>>,
+    /// Bytes the buffer may hold between writes (`MAX_BUFFERED`).
+    max_buffered: usize,
     /// `scopegate_access_log_dropped_total`: lines lost to a full buffer.
     dropped: IntCounter,
 }
@@ -150,6 +152,7 @@ impl AccessLog {
         if !enabled {
             return AccessLog {
                 shared: None,
+                max_buffered: MAX_BUFFERED,
                 dropped,
             };
         }
@@ -167,6 +170,7 @@ impl AccessLog {
             .ok();
         AccessLog {
             shared: Some(shared),
+            max_buffered: MAX_BUFFERED,
             dropped,
         }
     }
@@ -183,7 +187,7 @@ impl AccessLog {
             r.write_json(SystemTime::now(), line);
             line.push(b'\n');
             let mut buf = shared.lock().unwrap_or_else(|p| p.into_inner());
-            if buf.len() + line.len() > MAX_BUFFERED {
+            if buf.len() + line.len() > self.max_buffered {
                 self.dropped.inc();
                 return;
             }
@@ -247,6 +251,30 @@ mod tests {
             upstream: None,
             shadow: false,
         }
+    }
+
+    /// Nothing writes the buffer out, so it fills: whole lines are kept up to the bound and
+    /// every line past it is counted as dropped.
+    #[test]
+    fn a_full_buffer_drops_whole_lines_and_counts_them() {
+        let dropped = IntCounter::new("dropped", "lines dropped").unwrap();
+        let log = AccessLog {
+            shared: Some(Arc::new(Mutex::new(Vec::new()))),
+            max_buffered: 1000,
+            dropped: dropped.clone(),
+        };
+        for _ in 0..20 {
+            log.write(&minimal());
+        }
+        let buf = log.shared.as_ref().unwrap().lock().unwrap();
+        let lines: Vec<&[u8]> = buf.split_inclusive(|b| *b == b'\n').collect();
+        let kept = 1000 / lines[0].len();
+        assert_eq!(lines.len(), kept);
+        for l in &lines {
+            assert!(l.ends_with(b"\n"));
+            serde_json::from_slice::<serde_json::Value>(l).expect("a whole JSON line");
+        }
+        assert_eq!(dropped.get() as usize, 20 - kept);
     }
 
     #[test]
