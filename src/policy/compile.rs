@@ -980,7 +980,7 @@ mod tests {
         for i in 0..200 {
             let key = &policy.api_keys[&digest(&format!("key{i}"))];
             let d = i % distinct;
-            assert_eq!(key.id(), format!("k{i}"));
+            assert_eq!(key.id, format!("k{i}"));
             assert_eq!(key.id, HeaderValue::from_str(&format!("k{i}")).unwrap());
             let own = policy.scopes.get(&format!("s{d}")).unwrap();
             assert_eq!(key.scopes.iter().collect::<Vec<_>>(), vec![own], "key {i}");
@@ -1015,7 +1015,7 @@ mod tests {
         for text in [yaml, json] {
             let policy = compile(&text).unwrap();
             let k = &policy.api_keys[&digest("sk_1")];
-            assert_eq!(k.id(), "key-1");
+            assert_eq!(k.id, "key-1");
             assert_eq!(k.scopes_header, "a");
             assert!(k.grants.allows("bots", "b1", Some(Action::Read)));
             assert!(k.grants.allows("bots", "b2", Some(Action::Write)));

@@ -311,12 +311,6 @@ pub struct ApiKey {
     pub rate_limit: Option<Arc<Limit>>,
 }
 
-impl ApiKey {
-    pub fn id(&self) -> &str {
-        self.id.to_str().unwrap_or_default()
-    }
-}
-
 #[derive(Debug)]
 pub struct ResourceRule {
     pub kind: String,
