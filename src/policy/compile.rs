@@ -127,8 +127,9 @@ struct Compiler<'a> {
     errors: Vec<FileError>,
     warnings: Vec<FileError>,
     files: Vec<PathBuf>,
-    /// Recently built scope sets and grants: generated policies repeat the same few across
-    /// thousands of keys, and sharing them saves most of a large policy's allocations.
+    /// Recently built scope sets and grants of apps: generated policies repeat the same few
+    /// across thousands of apps, and sharing them saves most of their allocations. (API keys
+    /// have theirs shared as they are read, `raw::RawApiKeys`, and never come through here.)
     scope_memo: Vec<(Vec<Str<'a>>, ScopeSet, HeaderValue)>,
     grant_memo: Vec<(BTreeMap<Str<'a>, RawGrant<'a>>, Arc<Grants>)>,
 }
