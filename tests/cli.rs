@@ -21,6 +21,19 @@ fn scopegate(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `err` (a `check` run's stderr) has, for each `(line, what)`, a line `<file>:<line>:` that
+/// says `what`.
+fn assert_reports(err: &str, file: &std::path::Path, expected: &[(u32, &str)]) {
+    let path = file.display().to_string();
+    for (line, what) in expected {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
+            "missing {line}: {what} in\n{err}"
+        );
+    }
+}
+
 #[test]
 fn check_accepts_a_good_policy_and_lists_every_error_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,22 +54,19 @@ fn check_accepts_a_good_policy_and_lists_every_error_with_file_and_line() {
     .unwrap();
     let (code, _, err) = scopegate(&["check", "--policy", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
-    let path = bad.display().to_string();
-    for (line, what) in [
-        (4, "scope \"nope\" is not declared"),
-        (4, "resource param \"botId\" is not a parameter"),
-        (5, "route id \"r\" is used twice"),
-        (5, "another route already has method GET"),
-        (7, "alg \"none\" can never be allowed"),
-        (8, "HS* algorithms need a `secret`"),
-        (10, "sha256 must be 64 hex characters"),
-    ] {
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
-            "missing {line}: {what} in\n{err}"
-        );
-    }
+    assert_reports(
+        &err,
+        &bad,
+        &[
+            (4, "scope \"nope\" is not declared"),
+            (4, "resource param \"botId\" is not a parameter"),
+            (5, "route id \"r\" is used twice"),
+            (5, "another route already has method GET"),
+            (7, "alg \"none\" can never be allowed"),
+            (8, "HS* algorithms need a `secret`"),
+            (10, "sha256 must be 64 hex characters"),
+        ],
+    );
     let unknown = dir.path().join("unknown.yaml");
     std::fs::write(&unknown, "version: 1\nroutes: []\nrouts: []\n").unwrap();
     let (code, _, err) = scopegate(&["check", "--policy", unknown.to_str().unwrap()]);
@@ -395,24 +405,21 @@ jwe_keys:
     .unwrap();
     let (code, _, err) = scopegate(&["check", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 1);
-    let path = policy_file.display().to_string();
-    for (line, what) in [
-        (4, "upstream \"nowhere\" is not defined in the config"),
-        (6, "RS*/PS*/ES*/EdDSA algorithms need a `public_key_file`"),
-        (8, "app client_id \"dup\" is used twice"),
-        (9, "does not fit the Rsa public key"),
-        (
-            10,
-            "claims_to_headers target \"x-tenant\" must be a header name starting with",
-        ),
-        (11, "payload_encryption.shared_key"),
-        (14, "api key id \"k\" is used twice"),
-        (17, "jwe key kid \"sg\" is used twice"),
-    ] {
-        assert!(
-            err.lines()
-                .any(|l| l.starts_with(&format!("{path}:{line}:")) && l.contains(what)),
-            "missing {line}: {what} in\n{err}"
-        );
-    }
+    assert_reports(
+        &err,
+        &policy_file,
+        &[
+            (4, "upstream \"nowhere\" is not defined in the config"),
+            (6, "RS*/PS*/ES*/EdDSA algorithms need a `public_key_file`"),
+            (8, "app client_id \"dup\" is used twice"),
+            (9, "does not fit the Rsa public key"),
+            (
+                10,
+                "claims_to_headers target \"x-tenant\" must be a header name starting with",
+            ),
+            (11, "payload_encryption.shared_key"),
+            (14, "api key id \"k\" is used twice"),
+            (17, "jwe key kid \"sg\" is used twice"),
+        ],
+    );
 }
