@@ -1,5 +1,5 @@
-//! Optional busy polling (`limits.busy_poll`): after a request arrives or is sent upstream,
-//! the worker keeps polling for I/O for a while instead of going to sleep.
+//! Optional busy polling (`limits.busy_poll`): after a request arrives, goes upstream or is
+//! answered by it, the worker keeps polling for I/O for a while instead of going to sleep.
 //!
 //! On a virtual machine a halted vCPU can take a hundred microseconds or more to wake; a
 //! proxy that sleeps between a request and its upstream's answer pays that twice per

@@ -230,6 +230,10 @@ async fn process<'s>(
         b.touch();
     }
     let sent = state.forwarder.send(&permit, path_and_query, req).await;
+    if let Some(b) = &state.busy_poll {
+        // The window runs from the last I/O, so it also covers the client's next request.
+        b.touch();
+    }
     let (resp, took) = match sent {
         Ok(r) => r,
         Err(e) => {
