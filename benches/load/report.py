@@ -30,7 +30,7 @@ TARGETS = [
     ("sg-hs256-log", "scopegate, HS256 JWT, access log to a file *"),
     ("haproxy-jwt-log", "HAProxy 2.6, `jwt_verify` + access log to a file + X-Request-Id *"),
     ("sg-hs256-rotating", "scopegate, HS256 JWT, 1,024 tokens in rotation (no cache hit) *"),
-    ("sg-hs256-bp", "scopegate, HS256 JWT, `busy_poll: 1ms` †"),
+    ("sg-hs256-bp", "scopegate, HS256 JWT, `busy_poll: 10ms` †"),
     ("haproxy-jwt-bp", "HAProxy 2.6, `jwt_verify`, `busy-polling` †"),
 ]
 
