@@ -1,6 +1,6 @@
 //! The upstream connection pool, against a hand-written HTTP/1.1 upstream that counts its
 //! connections and can misbehave on cue: close after answering without saying so, or send
-//! a body slowly.
+//! a body slowly; and against a listener that never accepts (connect timeout).
 
 mod common;
 
@@ -161,4 +161,61 @@ async fn a_response_abandoned_midway_does_not_poison_the_pool() {
     }
     let (status, body) = body_of(&p.url("/public/slow")).await;
     assert_eq!((status, body.as_str()), (200, "1234567890"));
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to it
+/// neither succeeds nor fails, the way a firewalled or overloaded host behaves. Stays so
+/// while this value lives.
+struct Unresponsive {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<TcpStream>,
+}
+
+impl Unresponsive {
+    async fn start() -> Unresponsive {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let listener = socket.listen(1).unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            let attempt = TcpStream::connect(addr);
+            match tokio::time::timeout(Duration::from_millis(200), attempt).await {
+                Ok(Ok(s)) => queued.push(s),
+                Ok(Err(e)) => panic!("connect to the filling listener: {e}"),
+                Err(_) => {
+                    return Unresponsive {
+                        addr,
+                        _listener: listener,
+                        _queued: queued,
+                    };
+                }
+            }
+        }
+        panic!("the accept queue of a backlog-1 listener never filled");
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_accepts_is_a_connect_timeout() {
+    let up = Unresponsive::start().await;
+    let p = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config("limits: { upstream_connect_timeout: 200ms, upstream_timeout: 5s }")
+        .start()
+        .await;
+    // Without the connect timeout the request would wait for the 5 s upstream timeout: 504.
+    let a = get(&p.url("/public/a"), &[]).await;
+    assert_eq!((a.status, a.code().as_str()), (502, "upstream_unavailable"));
+    let metrics = reqwest::get(p.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("scopegate_upstream_errors_total{kind=\"connect\"} 1"),
+        "{metrics}"
+    );
 }
