@@ -179,8 +179,8 @@ scopegate_config big "$SGBIG_PORT" "$SGBIG_ADMIN" "$POLICY_DIR/policy-big.yaml"
 scopegate_config log "$SGLOG_PORT" "$SGLOG_ADMIN" "$POLICY_DIR/policy.yaml"
 scopegate_config busy "$SGBP_PORT" "$SGBP_ADMIN" "$POLICY_DIR/policy.yaml"
 # The window must outlast the gaps between requests at the worker, or it sleeps through the
-# next one: with `1ms` the spinner was still asleep 13-19% of the
-# time (p50 170 us). With 10 ms it spins throughout at this rate, as HAProxy's does.
+# next one: with `1ms` the spinner was still asleep 13-19% of the time (p50 170 us). With
+# 10 ms it spins throughout at this rate, as HAProxy's does.
 echo "limits: { busy_poll: 10ms }" >>"$WORK/scopegate-busy.yaml"
 
 # ---------------------------------------------------------------- servers
