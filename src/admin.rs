@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -11,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::pipeline::State;
+use crate::proxy::idle::{self, Activity};
 use crate::proxy::{Body, full};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
@@ -19,16 +21,25 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let limits = &state.config.limits;
+        let activity = Arc::new(Activity::new(
+            Instant::now(),
+            limits.header_read_timeout,
+            limits.idle_timeout,
+        ));
         let state = state.clone();
         let builder = builder.clone();
         tokio::spawn(async move {
+            let tracker = activity.clone();
             let service = service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(answer(&state, &req)) }
+                let _busy = tracker.begin();
+                let response = answer(&state, &req);
+                async move { Ok::<_, Infallible>(response) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let io = TokioIo::new(activity.track(stream));
+            // Not drained: the admin listener answers (readyz 503) until the process exits.
+            let conn = builder.serve_connection(io, service);
+            let _ = idle::drive(conn, &activity, std::future::pending()).await;
         });
     }
 }

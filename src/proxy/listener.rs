@@ -4,19 +4,21 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::headers::Peer;
+use super::idle::{self, Activity};
 use super::{Body, framing};
 use crate::config::{Limits, Tls};
 use crate::pipeline::{self, Conn, State};
@@ -25,7 +27,9 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // `idle` times heads and idle connections; hyper's own timer would also close a
+        // keep-alive connection `header_read_timeout` after its last answer.
+        .header_read_timeout(None)
         .keep_alive(true)
         // Room above max_header_bytes so our own check answers 431 with a problem body;
         // hyper's bare 431 only catches what is far over.
@@ -83,9 +87,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let builder = Arc::new(http_builder(&state.config.limits));
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver until it ends; draining sends, then waits for none
+    // to be left.
+    let (drain, _) = watch::channel(());
     let drain_timeout = state.config.limits.drain_timeout;
-    let handshake_timeout = state.config.limits.header_read_timeout;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -101,65 +106,81 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let https = tls.is_some();
-            let ambiguous = framing::Ambiguous::default();
-            let flag = ambiguous.clone();
-            let client = Peer::new(peer);
-            let service = service_fn(move |req: Request<Incoming>| {
-                let state = state.clone();
-                let conn = Conn {
-                    peer: client.clone(),
-                    https,
-                    ambiguous_framing: ambiguous.is_set(),
-                };
-                async move {
-                    Ok::<Response<Body>, Infallible>(pipeline::handle(&state, conn, req).await)
-                }
-            });
-            let result = match tls {
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(
-                                    TokioIo::new(framing::Guard::new(stream, flag)),
-                                    service,
-                                )
-                                .into_owned(),
-                        )
-                        .await
-                }
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            watcher
-                                .watch(
-                                    builder
-                                        .serve_connection_with_upgrades(
-                                            TokioIo::new(framing::Guard::new(tls_stream, flag)),
-                                            service,
-                                        )
-                                        .into_owned(),
-                                )
-                                .await
-                        }
-                        _ => return,
-                    }
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        tokio::spawn(connection(
+            state.clone(),
+            builder.clone(),
+            tls.clone(),
+            stream,
+            peer,
+            drain.subscribe(),
+        ));
     }
     drop(listener);
+    let _ = drain.send(());
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("drained"),
+        () = drain.closed() => tracing::info!("drained"),
         () = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached with requests still in flight"),
+    }
+}
+
+/// One accepted connection, from the TLS handshake (if any) to its end.
+async fn connection(
+    state: Arc<State>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut drain: watch::Receiver<()>,
+) {
+    let header_read_timeout = state.config.limits.header_read_timeout;
+    let activity = Arc::new(Activity::new(
+        Instant::now(),
+        header_read_timeout,
+        state.config.limits.idle_timeout,
+    ));
+    let ambiguous = framing::Ambiguous::default();
+    let flag = ambiguous.clone();
+    let https = tls.is_some();
+    let client = Peer::new(peer);
+    let tracker = activity.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let busy = tracker.begin();
+        let state = state.clone();
+        let conn = Conn {
+            peer: client.clone(),
+            https,
+            ambiguous_framing: ambiguous.is_set(),
+        };
+        async move {
+            let response = pipeline::handle(&state, conn, req).await;
+            drop(busy);
+            Ok::<Response<Body>, Infallible>(response)
+        }
+    });
+    // Borrows `drain`: the receiver lives until this connection ends, so draining waits
+    // for the connection, not only for the signal to reach it.
+    let drained = async {
+        let _ = drain.changed().await;
+    };
+    let result = match tls {
+        None => {
+            let io = TokioIo::new(activity.track(framing::Guard::new(stream, flag)));
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            idle::drive(conn, &activity, drained).await
+        }
+        Some(acceptor) => {
+            let handshake = acceptor.accept(stream);
+            match tokio::time::timeout(header_read_timeout, handshake).await {
+                Ok(Ok(tls_stream)) => {
+                    let io = TokioIo::new(activity.track(framing::Guard::new(tls_stream, flag)));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
+                    idle::drive(conn, &activity, drained).await
+                }
+                _ => return,
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -4,6 +4,7 @@
 pub mod forward;
 pub mod framing;
 pub mod headers;
+pub mod idle;
 pub mod listener;
 pub mod path;
 
