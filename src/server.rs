@@ -22,7 +22,7 @@ use crate::policy::snapshot::Policies;
 use crate::policy::watch;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::headers::IdentityNames;
-use crate::proxy::listener;
+use crate::proxy::{listener, tls};
 
 pub struct Options {
     /// Write access-log lines to stdout.
@@ -77,12 +77,13 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         Some(conn) => Limiter::redis(conn),
         None => Limiter::memory(),
     };
-    let tls = config
-        .tls
-        .as_ref()
-        .map(listener::tls_acceptor)
-        .transpose()
-        .map_err(|e| format!("tls: {e}"))?;
+    let (tls, certificate) = match &config.tls {
+        Some(t) => {
+            let (acceptor, certificate) = tls::acceptor(t).map_err(|e| format!("tls: {e}"))?;
+            (Some(acceptor), Some(certificate))
+        }
+        None => (None, None),
+    };
     let public = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("listen {}: {e}", config.listen))?;
@@ -110,8 +111,13 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         config,
     });
 
-    let reload = watch::spawn(policies.clone(), metrics.clone(), options.watch)
-        .map_err(|e| format!("policy watcher: {e}"))?;
+    let reload = watch::spawn(
+        policies.clone(),
+        certificate,
+        metrics.clone(),
+        options.watch,
+    )
+    .map_err(|e| format!("policy watcher: {e}"))?;
     spawn_sighup(reload);
     tokio::spawn(crate::admin::serve(state.clone(), admin));
     let (stop, mut stopped) = channel::channel(false);

@@ -5,6 +5,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::policy::{self, *};
@@ -156,4 +157,115 @@ async fn mtls_requires_a_client_certificate_from_the_configured_ca() {
         without.map(|r| r.1)
     );
     assert_eq!(up.hits(), 1);
+}
+
+/// The end-entity certificate a new handshake is given.
+async fn served_certificate(p: &Proxy) -> CertificateDer<'static> {
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let tls = connector(false, &[b"http/1.1"])
+        .connect(ServerName::IpAddress(p.addr.ip().into()), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+/// Publishes a certificate and key the way a Kubernetes Secret volume (cert-manager's
+/// output) is updated: the files in a new `..<version>` directory, then a new `..data`
+/// symlink renamed over the old one. `tls.crt` and `tls.key` point into `..data`.
+fn publish(dir: &std::path::Path, version: u32, cert: &[u8], key: &[u8]) {
+    let files = dir.join(format!("..{version}"));
+    std::fs::create_dir(&files).unwrap();
+    std::fs::write(files.join("tls.crt"), cert).unwrap();
+    std::fs::write(files.join("tls.key"), key).unwrap();
+    std::os::unix::fs::symlink(format!("..{version}"), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for name in ["tls.crt", "tls.key"] {
+        if std::fs::symlink_metadata(dir.join(name)).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+        }
+    }
+}
+
+async fn tls_reloads(p: &Proxy, result: &str) -> u64 {
+    let metrics = reqwest::get(p.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("scopegate_tls_reloads_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_bad_one_is_refused() {
+    let fixture = |name: &str| std::fs::read(tls_fixture(name)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    publish(
+        dir.path(),
+        1,
+        &fixture("server.crt.pem"),
+        &fixture("server.key.pem"),
+    );
+    let up = Upstream::start().await;
+    let p = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config(&format!(
+            "tls:\n  cert_file: {0}/tls.crt\n  key_file: {0}/tls.key",
+            dir.path().display()
+        ))
+        .start()
+        .await;
+    let first = pem_certs("server.crt.pem").remove(0);
+    let next = pem_certs("server-next.crt.pem").remove(0);
+    assert_eq!(served_certificate(&p).await, first);
+
+    // A connection opened before the rotation keeps working after it.
+    let tcp = TcpStream::connect(p.addr).await.unwrap();
+    let tls = connector(false, &[b"http/1.1"])
+        .connect(ServerName::IpAddress(p.addr.ip().into()), tcp)
+        .await
+        .unwrap();
+    let (mut early, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+
+    publish(
+        dir.path(),
+        2,
+        &fixture("server-next.crt.pem"),
+        &fixture("server-next.key.pem"),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the rotated certificate",
+        || async { served_certificate(&p).await == next },
+    )
+    .await;
+    let req = http::Request::get("/public/a")
+        .header("host", "127.0.0.1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert_eq!(early.send_request(req).await.unwrap().status(), 200);
+
+    // A broken certificate, then a certificate that does not match its key: each refused
+    // and counted, and the last good pair is still served.
+    let broken = b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+    let mismatched = fixture("server.crt.pem");
+    for (version, cert) in [(3, &broken[..]), (4, &mismatched[..])] {
+        let failures = tls_reloads(&p, "failure").await;
+        publish(dir.path(), version, cert, &fixture("server-next.key.pem"));
+        eventually(Duration::from_secs(10), "a refused reload", || async {
+            tls_reloads(&p, "failure").await > failures
+        })
+        .await;
+        assert_eq!(served_certificate(&p).await, next);
+    }
+    assert_eq!(tls_reloads(&p, "success").await, 1);
 }

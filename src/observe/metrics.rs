@@ -13,6 +13,7 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub inflight: IntGauge,
     pub reloads: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
     pub generation: IntGauge,
     pub token_cache_hits: IntCounter,
     pub token_cache_misses: IntCounter,
@@ -70,6 +71,14 @@ impl Metrics {
                 &["result"],
             )
             .expect("valid metric"),
+            tls_reloads: IntCounterVec::new(
+                Opts::new(
+                    "scopegate_tls_reloads_total",
+                    "TLS certificate reload attempts by result (unchanged: an event that changed no byte of the certificate or key)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             generation: IntGauge::new(
                 "scopegate_policy_generation",
                 "Generation of the policy in force",
@@ -111,6 +120,7 @@ impl Metrics {
             Box::new(m.upstream_duration.clone()),
             Box::new(m.inflight.clone()),
             Box::new(m.reloads.clone()),
+            Box::new(m.tls_reloads.clone()),
             Box::new(m.generation.clone()),
             Box::new(m.token_cache_hits.clone()),
             Box::new(m.token_cache_misses.clone()),

@@ -1,4 +1,4 @@
-//! Reloading the policy when its files change, or on SIGHUP.
+//! Reloading the policy, and the TLS certificate, when their files change, or on SIGHUP.
 //!
 //! We watch the *directories* holding the policy and every file it references, not the
 //! files: editors save by writing a temp file and renaming it over the original, and a
@@ -17,13 +17,18 @@ use tokio::sync::mpsc;
 
 use super::snapshot::{Policies, Reloaded};
 use crate::observe::metrics::Metrics;
+use crate::proxy::tls::{self, Certificate};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// Why a reload was attempted, for the log.
 #[derive(Debug, Clone, Copy)]
 pub enum Trigger {
+    /// A policy file changed.
     FileChange,
+    /// The TLS certificate or key file changed.
+    Certificate,
+    /// SIGHUP: both.
     Signal,
 }
 
@@ -31,6 +36,7 @@ pub enum Trigger {
 /// With `watch_files: false` only explicit triggers (SIGHUP) reload.
 pub fn spawn(
     policies: Arc<Policies>,
+    certificate: Option<Arc<Certificate>>,
     metrics: Arc<Metrics>,
     watch_files: bool,
 ) -> notify::Result<mpsc::UnboundedSender<Trigger>> {
@@ -38,13 +44,25 @@ pub fn spawn(
     let fs_tx = tx.clone();
     let relevant = Arc::new(RwLock::new(HashSet::new()));
     let names = relevant.clone();
+    let tls_files: Vec<&Path> = certificate.iter().flat_map(|c| c.files()).collect();
+    let tls_names: HashSet<OsString> = tls_files
+        .iter()
+        .filter_map(|f| f.file_name().map(OsString::from))
+        .collect();
+    let tls_dirs: BTreeSet<PathBuf> = tls_files.iter().map(|f| directory(f)).collect();
     let mut watcher = if watch_files {
         Some(notify::recommended_watcher(
             move |res: notify::Result<notify::Event>| {
                 let Ok(event) = res else { return };
+                if event.kind.is_access() {
+                    return;
+                }
                 let names = names.read().unwrap_or_else(|p| p.into_inner());
-                if !event.kind.is_access() && event.paths.iter().any(|p| concerns(p, &names)) {
+                if event.paths.iter().any(|p| concerns(p, &names)) {
                     let _ = fs_tx.send(Trigger::FileChange);
+                }
+                if !tls_names.is_empty() && event.paths.iter().any(|p| concerns(p, &tls_names)) {
+                    let _ = fs_tx.send(Trigger::Certificate);
                 }
             },
         )?)
@@ -53,40 +71,71 @@ pub fn spawn(
     };
     let mut watched = BTreeSet::new();
     if let Some(w) = &mut watcher {
-        rewatch(w, &mut watched, &relevant, &policies);
+        rewatch(w, &mut watched, &relevant, &policies, &tls_dirs);
     }
     tokio::spawn(async move {
         while let Some(first) = rx.recv().await {
             tokio::time::sleep(DEBOUNCE).await;
-            let mut trigger = first;
-            while let Ok(t) = rx.try_recv() {
-                if matches!(t, Trigger::Signal) {
-                    trigger = t;
+            let (mut policy, mut cert, mut trigger) = (false, false, Trigger::FileChange);
+            for t in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match t {
+                    Trigger::FileChange => policy = true,
+                    Trigger::Certificate => cert = true,
+                    Trigger::Signal => (policy, cert, trigger) = (true, true, t),
                 }
             }
-            let p = policies.clone();
-            let m = metrics.clone();
-            let started = std::time::Instant::now();
-            let outcome = tokio::task::spawn_blocking(move || p.reload(&m)).await;
-            let took_ms = started.elapsed().as_secs_f64() * 1e3;
-            match outcome {
-                Ok(Ok(Reloaded::Swapped(generation))) => {
-                    tracing::info!(?trigger, generation, took_ms, "policy reloaded");
+            if policy {
+                reload_policy(&policies, &metrics, trigger).await;
+                if let Some(w) = &mut watcher {
+                    rewatch(w, &mut watched, &relevant, &policies, &tls_dirs);
                 }
-                Ok(Ok(Reloaded::Unchanged)) => tracing::debug!(?trigger, "policy unchanged"),
-                Ok(Err(errors)) => {
-                    for e in &errors.0 {
-                        tracing::error!(?trigger, error = %e, "policy reload refused; the previous policy stays in force");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "policy reload task failed"),
             }
-            if let Some(w) = &mut watcher {
-                rewatch(w, &mut watched, &relevant, &policies);
+            if let (true, Some(c)) = (cert, &certificate) {
+                reload_certificate(c, &metrics, trigger).await;
             }
         }
     });
     Ok(tx)
+}
+
+async fn reload_policy(policies: &Arc<Policies>, metrics: &Arc<Metrics>, trigger: Trigger) {
+    let p = policies.clone();
+    let m = metrics.clone();
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || p.reload(&m)).await;
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    match outcome {
+        Ok(Ok(Reloaded::Swapped(generation))) => {
+            tracing::info!(?trigger, generation, took_ms, "policy reloaded");
+        }
+        Ok(Ok(Reloaded::Unchanged)) => tracing::debug!(?trigger, "policy unchanged"),
+        Ok(Err(errors)) => {
+            for e in &errors.0 {
+                tracing::error!(?trigger, error = %e, "policy reload refused; the previous policy stays in force");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "policy reload task failed"),
+    }
+}
+
+async fn reload_certificate(certificate: &Arc<Certificate>, metrics: &Metrics, trigger: Trigger) {
+    let c = certificate.clone();
+    let result = match tokio::task::spawn_blocking(move || c.reload()).await {
+        Ok(Ok(tls::Reloaded::Swapped)) => {
+            tracing::info!(?trigger, "TLS certificate reloaded");
+            "success"
+        }
+        Ok(Ok(tls::Reloaded::Unchanged)) => "unchanged",
+        Ok(Err(e)) => {
+            tracing::error!(?trigger, error = %e, "TLS certificate reload refused; the previous certificate stays in force");
+            "failure"
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate reload task failed");
+            "failure"
+        }
+    };
+    metrics.tls_reloads.with_label_values(&[result]).inc();
 }
 
 /// Watches the directory of every file the policy depends on (they may change on reload).
@@ -98,11 +147,19 @@ fn concerns(path: &Path, names: &HashSet<OsString>) -> bool {
         .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..") || names.contains(n))
 }
 
+fn directory(file: &Path) -> PathBuf {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
 fn rewatch(
     watcher: &mut impl Watcher,
     watched: &mut BTreeSet<PathBuf>,
     relevant: &RwLock<HashSet<OsString>>,
     policies: &Policies,
+    tls_dirs: &BTreeSet<PathBuf>,
 ) {
     let snap = policies.current();
     *relevant.write().unwrap_or_else(|p| p.into_inner()) = std::iter::once(policies.file())
@@ -111,12 +168,8 @@ fn rewatch(
         .collect();
     let dirs: BTreeSet<PathBuf> = std::iter::once(policies.file())
         .chain(snap.referenced_files.iter().map(PathBuf::as_path))
-        .map(|f| {
-            f.parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf()
-        })
+        .map(directory)
+        .chain(tls_dirs.iter().cloned())
         .collect();
     for d in watched.difference(&dirs) {
         let _ = watcher.unwatch(d);

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use super::headers::Peer;
 use super::idle::{self, Activity};
 use super::{Body, framing};
-use crate::config::{Limits, Tls};
+use crate::config::Limits;
 use crate::pipeline::{self, Conn, State};
 
 pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
@@ -40,43 +40,6 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
     b
-}
-
-pub fn tls_acceptor(tls: &Tls) -> Result<TlsAcceptor, String> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let certs = rustls_pemfile::certs(&mut read(&tls.cert_file)?.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", tls.cert_file.display()))?;
-    let key = rustls_pemfile::private_key(&mut read(&tls.key_file)?.as_slice())
-        .map_err(|e| format!("{}: {e}", tls.key_file.display()))?
-        .ok_or_else(|| format!("{}: no private key", tls.key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = match &tls.client_ca_file {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut read(ca)?.as_slice()) {
-                roots
-                    .add(c.map_err(|e| format!("{}: {e}", ca.display()))?)
-                    .map_err(|e| e.to_string())?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .map_err(|e| e.to_string())?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Serves the public listener until `shutdown` resolves, then drains.

@@ -7,6 +7,7 @@ pub mod headers;
 pub mod idle;
 pub mod listener;
 pub mod path;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
