@@ -138,15 +138,16 @@ async fn reload_certificate(certificate: &Arc<Certificate>, metrics: &Metrics, t
     metrics.tls_reloads.with_label_values(&[result]).inc();
 }
 
-/// Watches the directory of every file the policy depends on (they may change on reload).
-/// Whether an event's path is one the policy depends on. Directories are watched, so their
-/// other files (logs, a benchmark's output, editors' swap files) must not cost a reload;
-/// names starting with `..` are the Kubernetes ConfigMap internals (`..data`, `..<time>`).
+/// Whether an event's path is one of `names` (the policy's files, or the certificate's).
+/// Directories are watched, so their other files (logs, a benchmark's output, editors' swap
+/// files) must not cost a reload; names starting with `..` are the internals of a Kubernetes
+/// ConfigMap or Secret volume (`..data`, `..<time>`).
 fn concerns(path: &Path, names: &HashSet<OsString>) -> bool {
     path.file_name()
         .is_some_and(|n| n.as_encoded_bytes().starts_with(b"..") || names.contains(n))
 }
 
+/// The directory holding `file` (`.` for a bare name).
 fn directory(file: &Path) -> PathBuf {
     file.parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -154,6 +155,8 @@ fn directory(file: &Path) -> PathBuf {
         .to_path_buf()
 }
 
+/// Watches the directory of every file the policy depends on (they may change on reload)
+/// and of the TLS certificate and key.
 fn rewatch(
     watcher: &mut impl Watcher,
     watched: &mut BTreeSet<PathBuf>,

@@ -1,6 +1,6 @@
-//! Accepting connections: plain or TLS (rustls, aws-lc-rs, optional mTLS), HTTP/1.1 and
-//! HTTP/2, and graceful drain: on shutdown the listener closes, in-flight requests finish
-//! up to the drain timeout, idle keep-alive connections are told to go away.
+//! Accepting connections: plain or TLS (`tls`), HTTP/1.1 and HTTP/2, each under its
+//! timeouts (`idle`), and graceful drain: on shutdown the listener closes, in-flight
+//! requests finish up to the drain timeout, idle keep-alive connections are told to go away.
 
 use std::convert::Infallible;
 use std::future::Future;
