@@ -148,8 +148,14 @@ async fn process<'s>(
     let normalized =
         path::normalize(parts.uri.path()).map_err(|e| Error::InvalidPath(e.to_string()))?;
     t.path = normalized.to_string();
+    // SPEC §5: never forwarded, whatever the route's methods or `unmatched` say.
+    if parts.method == Method::TRACE || parts.method == Method::CONNECT {
+        return Err(Error::NoRoute);
+    }
     if parts.method == Method::GET && normalized == JWKS_PATH {
-        return Ok(jwks(snap));
+        let mut r = jwks(snap);
+        headers::prepare_response(r.headers_mut(), request_id);
+        return Ok(r);
     }
 
     let policy = &snap.policy;
@@ -286,7 +292,10 @@ async fn decide<'p>(
     let catalogue = policy.scopes.len();
     let principal = if route.auth.only_none() {
         Principal::anonymous(catalogue)
-    } else if let Some(w) = &route.webhook {
+    } else if let Some(w) = (route.webhook.as_ref())
+        // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
+        .filter(|_| !route.auth.none || headers.contains_key(headers::X_SIGNATURE))
+    {
         let bytes = read_limited(
             std::mem::replace(body, full(Bytes::new())),
             state.config.limits.max_body_bytes,
@@ -432,9 +441,6 @@ fn check_head(
 ) -> Result<(), Error> {
     if !req.uri().path().starts_with('/') {
         return Err(Error::MalformedRequest("request target is not origin-form"));
-    }
-    if req.method() == Method::CONNECT {
-        return Err(Error::MalformedRequest("CONNECT"));
     }
     let h = req.headers();
     let size: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();

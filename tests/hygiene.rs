@@ -826,6 +826,22 @@ async fn trace_and_connect_match_no_route_even_for_wildcard_methods() {
 }
 
 #[tokio::test]
+async fn trace_is_not_passed_through_when_unmatched_requests_are() {
+    let (up, p) = setup_with("unmatched: passthrough").await;
+    assert_eq!(send_raw(&p, "GET", "/legacy/x", &[]).await.status, 200);
+    let before = up.hits();
+    for path in ["/legacy/x", "/v1/bots/bot-1", "/public/x"] {
+        let r = send_raw(&p, "TRACE", path, &[]).await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (404, "no_route"),
+            "TRACE {path}"
+        );
+    }
+    assert_eq!(up.hits(), before, "TRACE must never be forwarded");
+}
+
+#[tokio::test]
 async fn absolute_form_uses_only_path_and_query() {
     let (up, p) = setup().await;
     let r = exchange(

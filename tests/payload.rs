@@ -1638,9 +1638,14 @@ async fn opt_out_paths_pass_through_untouched() {
 #[tokio::test]
 async fn jwks_publishes_the_public_parts_of_jwe_keys() {
     let (up, p) = start().await;
-    let a = get(&p.url("/.well-known/scopegate/jwks.json"), &[]).await;
+    let a = get(
+        &p.url("/.well-known/scopegate/jwks.json"),
+        &[("x-request-id", "jwks-1")],
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.header("content-type"), Some("application/jwk-set+json"));
+    assert_eq!(a.header("x-request-id"), Some("jwks-1"));
     let jwks: Value = serde_json::from_slice(&a.body).unwrap();
     let keys = jwks["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "{jwks}");
