@@ -422,9 +422,12 @@ async fn per_use_checks(state: &State, verified: &Verified, now: f64) -> Result<
     jwt::check_time(verified, now)?;
     if verified.app.single_use_jti {
         let jti = verified.jti.as_deref().ok_or(Error::JtiRequired)?;
+        // Validation makes single_use_jti require exp, so every token here has one.
+        let exp = verified.exp.ok_or(Error::InvalidToken("no exp"))?;
+        let accepted_until = exp + verified.app.leeway_secs as f64;
         if !state
             .replay
-            .first_use(&verified.app.client_id, jti, verified.exp, now)
+            .first_use(&verified.app.client_id, jti, accepted_until, now)
             .await?
         {
             return Err(Error::TokenReplayed);

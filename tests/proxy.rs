@@ -667,6 +667,69 @@ async fn webhook_signature_over_the_raw_body() {
     );
 }
 
+/// An optional webhook route (`auth: [webhook, none]`) and a single-use-jti app with leeway.
+fn optional_hook_and_leeway_policy() -> String {
+    format!(
+        r#"version: 1
+scopes:
+  bots:read: Read bots
+routes:
+  - {{ id: hook, methods: [POST], path: "/hooks/{{channel}}", auth: [webhook, none], webhook: {{ secret: {{ value: {WEBHOOK_SECRET} }} }} }}
+  - {{ id: bot-read, methods: [GET], path: "/v1/bots/{{botId}}", auth: [jwt], scopes: [bots:read], resource: {{ kind: bots, param: botId }} }}
+apps:
+  - client_id: app-once
+    algorithms: [HS256]
+    secret: {{ value: {HS_SECRET} }}
+    enforce_jti: true
+    single_use_jti: true
+    leeway: 30s
+    scopes: [bots:read]
+    resources: {{ bots: ["*"] }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_optional_webhook_route_takes_unsigned_requests_but_checks_signed_ones() {
+    let (up, p) = Proxy::with_upstream(&optional_hook_and_leeway_policy()).await;
+    let body = b"{}".to_vec();
+    let post = |sig: Option<String>| {
+        let url = p.url("/hooks/slack");
+        let body = body.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                sig.iter().map(|s| ("x-signature", s.as_str())).collect();
+            send("POST", &url, &headers, Some(body)).await
+        }
+    };
+    let unsigned = post(None).await.echo();
+    assert_eq!(unsigned.header("x-auth-kind").as_deref(), Some("none"));
+    let signed = post(Some(webhook_sig(now() as i64, &body))).await.echo();
+    assert_eq!(signed.header("x-auth-kind").as_deref(), Some("webhook"));
+    // A signature that is present must be valid.
+    let forged = post(Some(format!("t={},v1=00", now()))).await;
+    assert_eq!(
+        (forged.status, forged.code().as_str()),
+        (401, "invalid_signature")
+    );
+    assert_eq!(up.hits(), 2);
+}
+
+#[tokio::test]
+async fn a_single_use_jti_is_remembered_through_the_leeway_after_exp() {
+    let (up, p) = Proxy::with_upstream(&optional_hook_and_leeway_policy()).await;
+    // Expired 5 s ago, still inside the app's 30 s leeway: accepted once.
+    let t = token("app-once", json!({ "jti": "late", "exp": now() - 5 }));
+    assert_eq!(get(&p.url("/v1/bots/b"), &[("auth", &t)]).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = get(&p.url("/v1/bots/b"), &[("auth", &t)]).await;
+    assert_eq!(
+        (again.status, again.code().as_str()),
+        (401, "token_replayed")
+    );
+    assert_eq!(up.hits(), 1);
+}
+
 #[tokio::test]
 async fn webhook_body_over_the_limit_is_413() {
     let up = Upstream::start().await;

@@ -1,5 +1,7 @@
-//! Single-use `jti` (SPEC §3.2): each jti is accepted once per app until the token expires.
-//! In memory per replica by default; in Redis (`SET NX EXAT`) when replicas must agree.
+//! Single-use `jti` (SPEC §3.2): each jti is accepted once per app for as long as its token
+//! is: until `exp` plus the app's leeway. In memory per replica by default, bounded only by
+//! those lifetimes (an entry can only come from a token the app signed); in Redis (`SET NX
+//! PX`) when replicas must agree. Policy validation makes `single_use_jti` require `exp`.
 
 use std::time::{Duration, Instant};
 
@@ -7,9 +9,6 @@ use moka::Expiry;
 use redis::aio::ConnectionManager;
 
 use crate::error::Error;
-
-/// How long a jti is remembered when its token has no `exp` (require_exp: false).
-const NO_EXP_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 struct UntilDeadline;
 
@@ -27,8 +26,8 @@ pub enum ReplayStore {
 impl ReplayStore {
     pub fn memory() -> ReplayStore {
         ReplayStore::Memory(
+            // No capacity bound: an evicted jti could be replayed.
             moka::sync::Cache::builder()
-                .max_capacity(2_000_000)
                 .expire_after(UntilDeadline)
                 .build(),
         )
@@ -53,21 +52,17 @@ impl ReplayStore {
         }
     }
 
-    /// Records the jti; `Ok(false)` when it was seen before (a replay).
+    /// Records the jti of a token accepted until `accepted_until` (unix seconds: its `exp`
+    /// plus leeway); `Ok(false)` when it was seen before (a replay).
     pub async fn first_use(
         &self,
         app: &str,
         jti: &str,
-        exp: Option<f64>,
+        accepted_until: f64,
         now: f64,
     ) -> Result<bool, Error> {
-        let remaining = match exp {
-            Some(e) if e > now => {
-                Duration::from_secs_f64((e - now).min(NO_EXP_MEMORY.as_secs_f64()))
-            }
-            Some(_) => Duration::from_secs(1),
-            None => NO_EXP_MEMORY,
-        };
+        // A second past the token's last valid moment, so no clock rounding reopens it.
+        let remaining = Duration::from_secs_f64((accepted_until - now).max(0.0) + 1.0);
         match self {
             ReplayStore::Memory(cache) => {
                 let entry = cache
@@ -100,8 +95,8 @@ mod tests {
     #[tokio::test]
     async fn memory_store_accepts_once_per_app() {
         let s = ReplayStore::memory();
-        assert!(s.first_use("a", "j1", Some(2e9), 1e9).await.unwrap());
-        assert!(!s.first_use("a", "j1", Some(2e9), 1e9).await.unwrap());
-        assert!(s.first_use("b", "j1", Some(2e9), 1e9).await.unwrap());
+        assert!(s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
+        assert!(!s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
+        assert!(s.first_use("b", "j1", 2e9, 1e9).await.unwrap());
     }
 }

@@ -610,6 +610,10 @@ impl<'a> Compiler<'a> {
         if a.single_use_jti && !a.enforce_jti {
             self.err(l, format!("{what}: single_use_jti needs enforce_jti: true"));
         }
+        if a.single_use_jti && !a.require_exp {
+            // A jti is remembered until its token expires; without exp, that is never.
+            self.err(l, format!("{what}: single_use_jti needs require_exp: true"));
+        }
         let payload_encryption = a.payload_encryption.as_ref().and_then(|p| {
             let pl = line(p);
             match (&p.value.public_key_file, &p.value.shared_key) {
@@ -969,6 +973,20 @@ mod tests {
             .unwrap();
         }
         p
+    }
+
+    #[test]
+    fn single_use_jti_needs_tokens_that_expire() {
+        let app = |extra: &str| {
+            format!(
+                "version: 1\nscopes: {{ s: x }}\napps:\n  - {{ client_id: a, algorithms: [HS256], \
+                 secret: {{ value: 0123456789abcdef0123456789abcdef }}, scopes: [s], \
+                 enforce_jti: true, single_use_jti: true{extra} }}\n"
+            )
+        };
+        compile(&app("")).unwrap();
+        let e = compile(&app(", require_exp: false")).unwrap_err();
+        assert!(e.contains("single_use_jti needs require_exp: true"), "{e}");
     }
 
     #[test]
