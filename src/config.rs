@@ -6,31 +6,34 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
 
 use crate::yaml::{self, FileError, FileErrors};
 
+/// The config as written. Values that are checked after parsing carry their line
+/// (`Spanned`), so every error `check` prints has one; defaults have none (line 0).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default = "default_listen")]
-    listen: String,
+    listen: Spanned<String>,
     #[serde(default = "default_admin_listen")]
-    admin_listen: String,
+    admin_listen: Spanned<String>,
     policy_file: PathBuf,
-    upstreams: BTreeMap<String, String>,
+    upstreams: Spanned<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
-    environments: BTreeMap<String, String>,
+    environments: BTreeMap<String, Spanned<String>>,
     tls: Option<RawTls>,
-    #[serde(default)]
-    limits: Limits,
+    #[serde(default = "unspanned")]
+    limits: Spanned<Limits>,
     #[serde(default = "default_prefix")]
-    identity_header_prefix: String,
+    identity_header_prefix: Spanned<String>,
     #[serde(default)]
     unmatched: Unmatched,
     #[serde(default = "default_replay_store")]
-    replay_store: String,
-    #[serde(default)]
-    log: LogConfig,
+    replay_store: Spanned<String>,
+    #[serde(default = "unspanned")]
+    log: Spanned<LogConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,17 +112,23 @@ impl Default for LogConfig {
     }
 }
 
-fn default_listen() -> String {
-    "0.0.0.0:8080".into()
+fn unspanned<T: Default>() -> Spanned<T> {
+    Spanned::new(T::default(), Location::UNKNOWN, Location::UNKNOWN)
 }
-fn default_admin_listen() -> String {
-    "127.0.0.1:9901".into()
+fn default_string(s: &str) -> Spanned<String> {
+    Spanned::new(s.into(), Location::UNKNOWN, Location::UNKNOWN)
 }
-fn default_prefix() -> String {
-    "x-auth-".into()
+fn default_listen() -> Spanned<String> {
+    default_string("0.0.0.0:8080")
 }
-fn default_replay_store() -> String {
-    "memory".into()
+fn default_admin_listen() -> Spanned<String> {
+    default_string("127.0.0.1:9901")
+}
+fn default_prefix() -> Spanned<String> {
+    default_string("x-auth-")
+}
+fn default_replay_store() -> Spanned<String> {
+    default_string("memory")
 }
 
 /// An upstream base URL, split once so forwarding only concatenates.
@@ -175,77 +184,94 @@ impl Config {
 
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
-        let mut err = |m: String| errors.push(FileError::new(file, 0, m));
+        let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
+        let line = |s: &Location| s.line();
 
-        let listen = raw.listen.parse().unwrap_or_else(|_| {
-            err(format!("listen: {:?} is not an address:port", raw.listen));
+        let listen = raw.listen.value.parse().unwrap_or_else(|_| {
+            err(
+                line(&raw.listen.referenced),
+                format!("listen: {:?} is not an address:port", raw.listen.value),
+            );
             SocketAddr::from(([0, 0, 0, 0], 0))
         });
-        let admin_listen = raw.admin_listen.parse().unwrap_or_else(|_| {
-            err(format!(
-                "admin_listen: {:?} is not an address:port",
-                raw.admin_listen
-            ));
+        let admin_listen = raw.admin_listen.value.parse().unwrap_or_else(|_| {
+            err(
+                line(&raw.admin_listen.referenced),
+                format!(
+                    "admin_listen: {:?} is not an address:port",
+                    raw.admin_listen.value
+                ),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         });
 
         let mut upstreams = Vec::new();
-        if !raw.upstreams.contains_key("default") {
-            err("upstreams: a `default` upstream is required".into());
+        let named = &raw.upstreams.value;
+        if !named.contains_key("default") {
+            err(
+                line(&raw.upstreams.referenced),
+                "upstreams: a `default` upstream is required".into(),
+            );
         }
-        let ordered = raw
-            .upstreams
+        let ordered = named
             .iter()
             .filter(|(n, _)| n.as_str() == "default")
-            .chain(
-                raw.upstreams
-                    .iter()
-                    .filter(|(n, _)| n.as_str() != "default"),
-            );
+            .chain(named.iter().filter(|(n, _)| n.as_str() != "default"));
         for (name, url) in ordered {
-            match parse_upstream(name, url) {
+            match parse_upstream(name, &url.value) {
                 Ok(u) => upstreams.push(u),
-                Err(m) => err(format!("upstreams.{name}: {m}")),
+                Err(m) => err(line(&url.referenced), format!("upstreams.{name}: {m}")),
             }
         }
         let mut environments = BTreeMap::new();
         for (env, up) in &raw.environments {
-            match upstreams.iter().position(|u| &u.name == up) {
+            match upstreams.iter().position(|u| u.name == up.value) {
                 Some(i) => {
                     environments.insert(env.clone(), i);
                 }
-                None => err(format!(
-                    "environments.{env}: upstream {up:?} is not defined"
-                )),
+                None => err(
+                    line(&up.referenced),
+                    format!("environments.{env}: upstream {:?} is not defined", up.value),
+                ),
             }
         }
-        let replay_store = match raw.replay_store.as_str() {
+        let replay_store = match raw.replay_store.value.as_str() {
             "memory" => ReplayStoreConfig::Memory,
             s if s.starts_with("redis://") => ReplayStoreConfig::Redis(s.to_string()),
             s => {
-                err(format!(
-                    "replay_store: {s:?} is neither `memory` nor a redis:// URL"
-                ));
+                err(
+                    line(&raw.replay_store.referenced),
+                    format!("replay_store: {s:?} is neither `memory` nor a redis:// URL"),
+                );
                 ReplayStoreConfig::Memory
             }
         };
-        let prefix = raw.identity_header_prefix.to_ascii_lowercase();
+        let prefix = raw.identity_header_prefix.value.to_ascii_lowercase();
         if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
-            err(format!(
-                "identity_header_prefix: {prefix:?} is not a header-name prefix"
-            ));
+            err(
+                line(&raw.identity_header_prefix.referenced),
+                format!("identity_header_prefix: {prefix:?} is not a header-name prefix"),
+            );
         }
-        if raw.limits.max_header_bytes < 1024 {
-            err("limits.max_header_bytes: must be at least 1024".into());
+        let limits = raw.limits.value;
+        if limits.max_header_bytes < 1024 {
+            err(
+                line(&raw.limits.referenced),
+                "limits.max_header_bytes: must be at least 1024".into(),
+            );
         }
+        let log = raw.log.value;
         if !matches!(
-            raw.log.level.as_str(),
+            log.level.as_str(),
             "trace" | "debug" | "info" | "warn" | "error"
         ) {
-            err(format!(
-                "log.level: {:?} is not trace|debug|info|warn|error",
-                raw.log.level
-            ));
+            err(
+                line(&raw.log.referenced),
+                format!(
+                    "log.level: {:?} is not trace|debug|info|warn|error",
+                    log.level
+                ),
+            );
         }
         let tls = raw.tls.map(|t| Tls {
             cert_file: yaml::resolve(file, &t.cert_file),
@@ -263,11 +289,11 @@ impl Config {
             upstreams,
             environments,
             tls,
-            limits: raw.limits,
+            limits,
             identity_header_prefix: prefix,
             unmatched: raw.unmatched,
             replay_store,
-            log: raw.log,
+            log,
         })
     }
 }
@@ -342,7 +368,25 @@ mod tests {
             "policy_file: p.yaml\nupstreams: { other: http://a:1 }\nenvironments: { test: nope }\n",
         )
         .unwrap_err();
-        assert_eq!(e.0.len(), 2, "{e}");
+        let lines: Vec<u64> = e.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3], "{e}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_its_line() {
+        let e = load_str(
+            "policy_file: p.yaml\nlisten: nowhere\nupstreams:\n  default: ftp://a:1\n\
+             replay_store: mongo\nidentity_header_prefix: 'x auth'\n\
+             limits: { max_header_bytes: 10 }\nlog: { level: loud }\n",
+        )
+        .unwrap_err();
+        let lines: Vec<u64> = e.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 4, 5, 6, 7, 8], "{e}");
+        assert!(
+            e.to_string()
+                .contains("scopegate.yaml:4: upstreams.default"),
+            "{e}"
+        );
     }
 
     #[test]
