@@ -431,6 +431,46 @@ async fn unauthorized_answers_carry_rfc6750_challenges_without_oracles() {
 }
 
 #[tokio::test]
+async fn a_custom_identity_prefix_names_the_headers_and_is_the_one_stripped() {
+    let up = Upstream::start().await;
+    // claims_to_headers targets must carry the prefix too.
+    let policy = policy::standard().replace("x-auth-tenant", "x-gw-tenant");
+    let p = ProxyBuilder::new(&policy)
+        .upstream("default", up.addr)
+        .upstream("sandbox", up.addr)
+        .config("identity_header_prefix: X-GW-")
+        .start()
+        .await;
+    let t = token("app-hs", json!({}));
+    let e = get(
+        &p.url("/v1/bots/bot-1"),
+        &[
+            ("auth", &t),
+            ("x-gw-scopes", "admin"),
+            ("x_gw_anything", "1"),
+            ("x-gw-tenant", "evil"),
+        ],
+    )
+    .await
+    .echo();
+    assert_eq!(e.header("x-gw-kind").as_deref(), Some("jwt"));
+    assert_eq!(e.header("x-gw-app-id").as_deref(), Some("app-hs"));
+    assert_eq!(
+        e.header("x-gw-scopes").as_deref(),
+        Some("bots:read reports")
+    );
+    assert_eq!(e.header("x-gw-route").as_deref(), Some("bot-read"));
+    assert!(e.header("x-gw-tenant").is_none());
+    let names = e.header_names();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("x_gw") && !n.starts_with("x-auth-")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
 async fn identity_headers_cannot_be_spoofed() {
     let (_, _, p) = standard().await;
     let spoof = [
@@ -598,11 +638,28 @@ async fn rate_limits_answer_429_with_headers() {
         (a.header("ratelimit-limit"), a.header("ratelimit-remaining")),
         (Some("2"), Some("1"))
     );
+    // Seconds until the bucket is full: one token missing at 0.01 per second.
+    let secs = |a: &Answer, h: &str| a.header(h).unwrap().parse::<u64>().unwrap();
+    assert!(
+        (99..=100).contains(&secs(&a, "ratelimit-reset")),
+        "{:?}",
+        a.header("ratelimit-reset")
+    );
     assert_eq!(get(&p.url("/v1/bots/b"), &[("auth", &t)]).await.status, 200);
     let a = get(&p.url("/v1/bots/b"), &[("auth", &t)]).await;
     assert_eq!((a.status, a.code().as_str()), (429, "rate_limited"));
-    assert!(a.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     assert_eq!(a.header("ratelimit-remaining"), Some("0"));
+    // Two tokens missing; one request is allowed again after about one token's time.
+    assert!(
+        (199..=200).contains(&secs(&a, "ratelimit-reset")),
+        "{:?}",
+        a.header("ratelimit-reset")
+    );
+    assert!(
+        (99..=100).contains(&secs(&a, "retry-after")),
+        "{:?}",
+        a.header("retry-after")
+    );
     let a = get(
         &p.url("/v1/bots/b"),
         &[("authorization", &bearer(KEY_LIMITED))],
@@ -1000,9 +1057,40 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     )
     .await;
     assert!(!state.is_ready());
+    assert!(
+        !shutdown.is_finished(),
+        "the drain waits for the request in flight"
+    );
     let a = in_flight.await.unwrap();
     assert_eq!(a.status, 200, "the in-flight request completed");
     shutdown.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_drain_stops_waiting_at_the_drain_timeout() {
+    let up = Upstream::start().await;
+    let mut p = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config("limits: { drain_timeout: 300ms }")
+        .start()
+        .await;
+    let url = p.url("/public/slow");
+    // Outlives the drain; its outcome does not matter here.
+    let _in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-test-delay-ms", "5000")
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    p.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
