@@ -865,12 +865,7 @@ async fn shadow_routes_forward_what_enforcement_would_refuse_and_count_it() {
         "the upstream still authenticates in shadow mode"
     );
     assert_eq!(up.hits(), 1);
-    let metrics = reqwest::get(p.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = p.metrics().await;
     assert!(
         metrics.contains(
             "scopegate_shadow_denials_total{code=\"insufficient_scope\",route=\"shadowed\"} 1"
@@ -902,12 +897,7 @@ async fn upstream_down_is_502_and_slow_is_504() {
     assert_eq!((a.status, a.code().as_str()), (504, "upstream_timeout"));
     let a = get(&p.url("/public/fast"), &[("x-test-delay-ms", "10")]).await;
     assert_eq!(a.status, 200);
-    let metrics = reqwest::get(p.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = p.metrics().await;
     assert!(
         metrics.contains("scopegate_upstream_errors_total{kind=\"connect\"} 1"),
         "{metrics}"

@@ -32,15 +32,6 @@ async fn admin_json(p: &Proxy, path: &str) -> serde_json::Value {
         .unwrap()
 }
 
-async fn metrics(p: &Proxy) -> String {
-    reqwest::get(p.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn generation(p: &Proxy) -> u64 {
     admin_json(p, "/policy").await["generation"]
         .as_u64()
@@ -89,7 +80,7 @@ async fn revoking_a_key_by_rewriting_the_file_takes_effect() {
     .await;
     assert_eq!(a.code(), "api_key_disabled");
     assert_eq!(generation(&p).await, 2);
-    let m = metrics(&p).await;
+    let m = p.metrics().await;
     assert!(
         m.contains("scopegate_policy_reloads_total{result=\"success\"} 1"),
         "{m}"
@@ -178,7 +169,7 @@ async fn an_invalid_policy_is_refused_and_the_last_good_one_stays() {
 }
 
 async fn failure_count(p: &Proxy) -> u64 {
-    let m = metrics(p).await;
+    let m = p.metrics().await;
     m.lines()
         .find(|l| l.starts_with("scopegate_policy_reloads_total{result=\"failure\"}"))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -238,7 +229,7 @@ async fn removing_an_app_stops_its_cached_tokens_at_the_swap() {
             200
         );
     }
-    let m = metrics(&p).await;
+    let m = p.metrics().await;
     assert!(m.contains("scopegate_token_cache_hits_total 2"), "{m}");
     assert!(m.contains("scopegate_token_cache_misses_total 1"), "{m}");
     std::fs::write(&p.policy_file, policy::standard()).unwrap();
@@ -264,7 +255,7 @@ async fn rotating_an_app_secret_stops_its_cached_hmac_tokens_at_the_swap() {
             200
         );
     }
-    let m = metrics(&p).await;
+    let m = p.metrics().await;
     assert!(m.contains("scopegate_token_cache_hits_total 2"), "{m}");
     assert!(m.contains("scopegate_token_cache_misses_total 1"), "{m}");
     let rotated = policy::standard().replacen(
@@ -398,7 +389,7 @@ async fn a_keep_alive_connection_sees_the_new_policy_on_its_next_request() {
 async fn unrelated_files_in_the_directory_trigger_nothing() {
     let (_, p) = start(&policy::standard()).await;
     let unchanged = || async {
-        let m = metrics(&p).await;
+        let m = p.metrics().await;
         m.lines()
             .find(|l| l.starts_with("scopegate_policy_reloads_total{result=\"unchanged\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())

@@ -189,12 +189,7 @@ fn publish(dir: &std::path::Path, version: u32, cert: &[u8], key: &[u8]) {
 }
 
 async fn tls_reloads(p: &Proxy, result: &str) -> u64 {
-    let metrics = reqwest::get(p.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = p.metrics().await;
     let series = format!("scopegate_tls_reloads_total{{result=\"{result}\"}} ");
     metrics
         .lines()

@@ -208,12 +208,7 @@ async fn an_upstream_that_never_accepts_is_a_connect_timeout() {
     // Without the connect timeout the request would wait for the 5 s upstream timeout: 504.
     let a = get(&p.url("/public/a"), &[]).await;
     assert_eq!((a.status, a.code().as_str()), (502, "upstream_unavailable"));
-    let metrics = reqwest::get(p.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = p.metrics().await;
     assert!(
         metrics.contains("scopegate_upstream_errors_total{kind=\"connect\"} 1"),
         "{metrics}"

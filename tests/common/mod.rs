@@ -270,6 +270,15 @@ impl Proxy {
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }
+    /// The admin listener's Prometheus text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
     pub async fn shutdown(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
