@@ -112,11 +112,9 @@ pub fn restore_request_headers(headers: &mut HeaderMap, content_type: Option<Str
     let Either::Right(full_body) = body else {
         return;
     };
+    // An empty plaintext too: the ciphertext's length and type must not reach the upstream.
     let len = http_body::Body::size_hint(full_body).exact().unwrap_or(0);
     headers.remove(header::TRANSFER_ENCODING);
-    if len == 0 {
-        return;
-    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     match content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
         Some(ct) => {

@@ -798,6 +798,38 @@ async fn chunked_encrypted_request_gets_a_content_length_upstream() {
     check_upstream_saw(&echo, "app-ec", plaintext, "application/json").unwrap();
 }
 
+/// An empty plaintext is a valid JWE: the upstream gets an empty body with
+/// `Content-Length: 0`, not the ciphertext's length and media type (a length it would wait
+/// for, or take the next request on the connection for).
+#[tokio::test]
+async fn an_encrypted_empty_body_reaches_the_upstream_as_an_empty_body() {
+    let (up, p) = start().await;
+    let jwe = batch_ok(vec![encrypt_job(
+        "RSA-OAEP-256",
+        "A256GCM",
+        To::Key("proxy-jwe-rsa.pub.pem"),
+        None,
+        None,
+        Ser::Compact,
+        "",
+    )])
+    .await
+    .remove(0)
+    .out;
+    let a = post_jwe(&p, "app-rsa", &jwe, None).await;
+    check_sealed(&a, "app-rsa", false).unwrap();
+    let opened = batch(vec![decrypt_job("app-rsa", &a.body)]).await;
+    let echo = Echo(check_opened(&opened[0], "app-rsa", "application/json").unwrap());
+    assert_eq!(echo.0["body_len"], 0);
+    assert_eq!(echo.header("content-length").as_deref(), Some("0"));
+    assert!(
+        echo.header("content-type").is_none(),
+        "{:?}",
+        echo.header("content-type")
+    );
+    assert_eq!(up.hits(), 1);
+}
+
 /// HEAD is allowed wherever GET is (SPEC §5). On an encrypted route its answer must not
 /// describe the plaintext: the client sees a JOSE media type, as a GET would give it, and
 /// not the plaintext's Content-Type and Content-Length.
