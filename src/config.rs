@@ -225,6 +225,13 @@ impl Config {
         }
         let mut environments = BTreeMap::new();
         for (env, up) in &raw.environments {
+            // A misspelt name would silently send test keys to the live upstream.
+            if env != "live" && env != "test" {
+                err(
+                    line(&up.referenced),
+                    format!("environments.{env}: not an API-key environment (live | test)"),
+                );
+            }
             match upstreams.iter().position(|u| u.name == up.value) {
                 Some(i) => {
                     environments.insert(env.clone(), i);
@@ -370,6 +377,17 @@ mod tests {
         .unwrap_err();
         let lines: Vec<u64> = e.0.iter().map(|e| e.line).collect();
         assert_eq!(lines, [2, 3], "{e}");
+    }
+
+    #[test]
+    fn an_environment_name_other_than_live_or_test_is_refused() {
+        let e = load_str(
+            "policy_file: p\nupstreams: { default: http://a:1, sandbox: http://b:1 }\n\
+             environments:\n  tset: sandbox\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].line, 4, "{e}");
+        assert!(e.to_string().contains("environments.tset"), "{e}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub fn context(config: &Config) -> Context {
     Context {
         upstreams: Some(config.upstreams.iter().map(|u| u.name.clone()).collect()),
         identity_prefix: config.identity_header_prefix.clone(),
+        test_environment: Some(config.environments.contains_key("test")),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Context {
     pub upstreams: Option<Vec<String>>,
     /// Lower-case identity header prefix (`x-auth-`); `claims_to_headers` must use it.
     pub identity_prefix: String,
+    /// Whether the config sends test keys somewhere (`environments.test`); `None` when
+    /// checking a policy alone.
+    pub test_environment: Option<bool>,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
         Context {
             upstreams: None,
             identity_prefix: "x-auth-".into(),
+            test_environment: None,
         }
     }
 }
@@ -744,6 +748,20 @@ impl<'a> Compiler<'a> {
             }
             ids.push_str(&k.id);
         }
+        // Without `environments.test`, test keys go where live keys go: fine for a single
+        // upstream, a surprise otherwise. Said once, at the first test key.
+        if self.ctx.test_environment == Some(false) {
+            if let Some(k) = raw.keys.iter().find(|k| k.environment == Environment::Test) {
+                self.warn(
+                    k.line,
+                    format!(
+                        "api key {:?} is a test key, but the config maps no upstream for test \
+                         keys (environments.test): test keys reach the routes' own upstreams",
+                        k.id
+                    ),
+                );
+            }
+        }
         drop(seen);
         let ids = Bytes::from(ids);
         let mut at = 0;
@@ -973,6 +991,36 @@ mod tests {
             .unwrap();
         }
         p
+    }
+
+    #[test]
+    fn a_test_key_without_a_test_upstream_is_warned_about() {
+        let policy = format!(
+            "version: 1\nscopes: {{ s: x }}\napi_keys:\n  - {{ id: k, sha256: {}, scopes: [s] }}\n  \
+             - {{ id: t, sha256: {}, scopes: [s], environment: test }}\n",
+            hex::encode(digest("live")),
+            hex::encode(digest("test"))
+        );
+        let warnings = |test_environment| {
+            let ctx = Context {
+                test_environment,
+                ..Context::standalone()
+            };
+            compile_bytes(Path::new("p.yaml"), policy.as_bytes(), &ctx)
+                .unwrap()
+                .warnings
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let w = warnings(Some(false));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("p.yaml:5: api key \"t\" is a test key"),
+            "{w:?}"
+        );
+        assert!(warnings(Some(true)).is_empty());
+        assert!(warnings(None).is_empty());
     }
 
     #[test]
