@@ -176,10 +176,10 @@ impl<'a> Compiler<'a> {
                 "token_endpoint is not supported by this version of scopegate",
             );
         }
-        for name in raw.scopes.keys() {
+        for (name, description) in &raw.scopes {
             if name.is_empty() || !name.bytes().all(is_scope_char) {
                 self.err(
-                    0,
+                    line(description),
                     format!(
                         "scope {name:?}: only printable ASCII without spaces, quotes or backslashes"
                     ),
@@ -298,7 +298,7 @@ impl<'a> Compiler<'a> {
                 None
             }
         };
-        let methods = self.methods(&what, &r.methods);
+        let methods = self.methods(l, &what, &r.methods);
         if r.auth.is_empty() {
             self.err(
                 l,
@@ -383,6 +383,14 @@ impl<'a> Compiler<'a> {
             None => 0,
             Some(u) => self.upstream(line(u), &u.value, &what),
         };
+        if r.mode == raw::Mode::Shadow && r.encryption == raw::Encryption::Supported {
+            // A request shadow mode would refuse has no app to decrypt for or encrypt to,
+            // and an encrypted route never answers in plaintext (SPEC §4).
+            self.err(
+                l,
+                format!("{what}: mode: shadow cannot be combined with encryption: supported"),
+            );
+        }
         let route = Route {
             id_header: HeaderValue::from_str(&r.id).unwrap_or_else(|_| {
                 self.err(l, format!("{what}: the id must be printable ASCII"));
@@ -400,9 +408,9 @@ impl<'a> Compiler<'a> {
         Some((route, template?, methods?))
     }
 
-    fn methods(&mut self, what: &What<'_>, list: &[Spanned<String>]) -> Option<Methods> {
+    fn methods(&mut self, l: u64, what: &What<'_>, list: &[Spanned<String>]) -> Option<Methods> {
         if list.is_empty() {
-            self.err(0, format!("{what}: methods must not be empty"));
+            self.err(l, format!("{what}: methods must not be empty"));
             return None;
         }
         if list.iter().any(|m| m.value == "*") {
@@ -1021,6 +1029,25 @@ mod tests {
         );
         assert!(warnings(Some(true)).is_empty());
         assert!(warnings(None).is_empty());
+    }
+
+    #[test]
+    fn route_rules_without_a_line_of_their_own_are_reported_at_the_route() {
+        let e = compile(
+            "version: 1\nscopes:\n  ok: fine\n  \"bad scope\": no\nroutes:\n  \
+             - { id: a, methods: [], path: /a, auth: [none] }\n  \
+             - { id: b, methods: [POST], path: /b, auth: [jwt], encryption: supported, mode: shadow }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("p.yaml:4: scope \"bad scope\""), "{e}");
+        assert!(
+            e.contains("p.yaml:6: route \"a\": methods must not be empty"),
+            "{e}"
+        );
+        assert!(
+            e.contains("p.yaml:7: route \"b\": mode: shadow cannot be combined with encryption"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -65,8 +65,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy<'a> {
     pub version: Spanned<u32>,
+    /// Name -> description; the description's line locates the entry.
     #[serde(default)]
-    pub scopes: BTreeMap<String, String>,
+    pub scopes: BTreeMap<String, Spanned<String>>,
     #[serde(default, borrow)]
     pub routes: Vec<Spanned<RawRoute<'a>>>,
     #[serde(default, borrow)]

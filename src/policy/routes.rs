@@ -135,18 +135,22 @@ impl Router {
         Ok(())
     }
 
-    /// Matches a normalized path. A method list naming the exact method wins over `*`.
+    /// Matches a normalized path. A method list naming the method wins over one that allows
+    /// it only as HEAD-for-GET, which wins over `*`: policy order never decides.
     pub fn at<'p>(&self, method: &Method, path: &'p str) -> Option<Matched<'p>> {
         let found = self
             .tree
             .at(crate::proxy::path::trim_trailing_slash(path))
             .ok()?;
         let node = &self.nodes[*found.value];
-        let exact = node
-            .routes
-            .iter()
-            .find(|(m, _)| matches!(m, Methods::List(_)) && m.allows(method));
-        let (_, route) = exact.or_else(|| node.routes.iter().find(|(m, _)| m.allows(method)))?;
+        let find = |rank: fn(&Methods, &Method) -> bool| {
+            node.routes
+                .iter()
+                .find(|(m, _)| m.allows(method) && rank(m, method))
+        };
+        let (_, route) = find(|m, method| matches!(m, Methods::List(l) if l.contains(method)))
+            .or_else(|| find(|m, _| matches!(m, Methods::List(_))))
+            .or_else(|| find(|_, _| true))?;
         Some(Matched {
             route: *route,
             params: found.params.iter().map(|(_, v)| v).collect(),
@@ -169,6 +173,21 @@ mod tests {
             r.insert(&Template::parse(path).unwrap(), m, i).unwrap();
         }
         r
+    }
+
+    #[test]
+    fn an_explicit_head_route_wins_over_head_for_get_in_any_order() {
+        for (routes, head, get) in [
+            (&[("/x", &["GET"][..]), ("/x", &["HEAD"][..])][..], 1, 0),
+            (&[("/x", &["HEAD"][..]), ("/x", &["GET"][..])][..], 0, 1),
+        ] {
+            let r = router(routes);
+            assert_eq!(r.at(&Method::HEAD, "/x").unwrap().route, head, "{routes:?}");
+            assert_eq!(r.at(&Method::GET, "/x").unwrap().route, get, "{routes:?}");
+        }
+        // HEAD-for-GET still beats `*`.
+        let r = router(&[("/x", &["*"]), ("/x", &["GET"])]);
+        assert_eq!(r.at(&Method::HEAD, "/x").unwrap().route, 1);
     }
 
     #[test]
