@@ -1164,6 +1164,40 @@ mod tests {
         assert!(err.contains("duplicate mapping key: b1"), "{err}");
     }
 
+    /// serde_json keeps the last of two equal keys; the policy reader must not.
+    #[test]
+    fn a_json_policy_with_a_map_key_given_twice_is_refused() {
+        let key = hex::encode(digest("sk_1"));
+        let app = r#"{"client_id":"a","algorithms":["HS256"],"secret":{"value":"0123456789abcdef0123456789abcdef"}"#;
+        for (what, json) in [
+            (
+                "key resources",
+                format!(
+                    r#"{{"version":1,"api_keys":[{{"id":"k","sha256":"{key}","resources":{{"bots":["b1"],"bots":["*"]}}}}]}}"#
+                ),
+            ),
+            (
+                "app resources",
+                format!(
+                    r#"{{"version":1,"apps":[{app},"resources":{{"bots":["b1"],"bots":["*"]}}}}]}}"#
+                ),
+            ),
+            (
+                "claims_to_headers",
+                format!(
+                    r#"{{"version":1,"apps":[{app},"claims_to_headers":{{"t":"x-auth-a","t":"x-auth-b"}}}}]}}"#
+                ),
+            ),
+            (
+                "scopes",
+                r#"{"version":1,"scopes":{"s":"one","s":"two"}}"#.to_string(),
+            ),
+        ] {
+            let err = compile(&json).expect_err(what);
+            assert!(err.contains("duplicate mapping key"), "{what}: {err}");
+        }
+    }
+
     #[test]
     fn malformed_grants_and_key_ids_are_refused_on_their_line() {
         let key = hex::encode(digest("sk_1"));

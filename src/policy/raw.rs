@@ -66,7 +66,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 pub struct RawPolicy<'a> {
     pub version: Spanned<u32>,
     /// Name -> description; the description's line locates the entry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub scopes: BTreeMap<String, Spanned<String>>,
     #[serde(default, borrow)]
     pub routes: Vec<Spanned<RawRoute<'a>>>,
@@ -213,6 +213,38 @@ fn yes() -> bool {
     true
 }
 
+/// A map that refuses a key given twice. The YAML parser does that itself; serde_json, which
+/// reads JSON policies, keeps the last value, so `"bots":["b1"],"bots":["*"]` would grant `*`.
+fn unique<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+{
+    struct Unique<K, V>(std::marker::PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for Unique<K, V>
+    where
+        K: Deserialize<'de> + Ord + fmt::Display,
+        V: Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<K, V>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format!("duplicate mapping key: {k}")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawApp<'a> {
@@ -238,9 +270,9 @@ pub struct RawApp<'a> {
     pub payload_encryption: Option<Spanned<RawPayloadEncryption>>,
     #[serde(default, borrow)]
     pub scopes: Vec<Spanned<Str<'a>>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "unique")]
     pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique")]
     pub claims_to_headers: BTreeMap<String, String>,
     pub rate_limit: Option<RawRateLimit>,
 }
@@ -266,7 +298,7 @@ pub struct RawApiKey<'a> {
     pub environment: Environment,
     #[serde(default, borrow)]
     pub scopes: Vec<Spanned<Str<'a>>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "unique")]
     pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
     #[serde(borrow)]
     pub expires: Option<Str<'a>>,
