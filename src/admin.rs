@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::pipeline::State;
 use crate::proxy::idle::{self, Activity};
+use crate::proxy::tap::Tap;
 use crate::proxy::{Body, full};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
@@ -36,7 +37,7 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
                 let response = answer(&state, &req);
                 async move { Ok::<_, Infallible>(response) }
             });
-            let io = TokioIo::new(activity.track(stream));
+            let io = TokioIo::new(Tap::new(stream, activity.arrivals()));
             // Not drained: the admin listener answers (readyz 503) until the process exits.
             let conn = builder.serve_connection(io, service);
             let _ = idle::drive(conn, &activity, std::future::pending()).await;

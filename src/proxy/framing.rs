@@ -3,19 +3,17 @@
 //!
 //! hyper follows RFC 9112 §6.3 by dropping `Content-Length` and closing the connection
 //! afterwards, which is safe, but the request then looks ordinary to us. SPEC §5 wants it
-//! refused (the classic smuggling probe), so this reader watches the raw bytes: within any
+//! refused (the classic smuggling probe), so this scanner watches the raw bytes (a
+//! `tap::ReadObserver` on the plaintext side of the connection): within any
 //! stretch between two empty lines, a line starting `content-length:` and one starting
 //! `transfer-encoding:` mark the connection. Body bytes can only cause false alarms on the
 //! sender's own connection; a real header block can never escape the scan, because it
 //! cannot contain an empty line.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use super::tap::ReadObserver;
 
 /// Set once the connection has sent a header block with both framing headers.
 #[derive(Debug, Default, Clone)]
@@ -32,8 +30,7 @@ const TE: &[u8; 18] = b"transfer-encoding:";
 const CL_LEN: usize = CL.len();
 const TE_LEN: usize = TE.len();
 
-pub struct Guard<IO> {
-    io: IO,
+pub struct Scanner {
     flag: Ambiguous,
     /// The first bytes of the current line, lower-cased (enough to tell the two names).
     line: [u8; 18],
@@ -43,11 +40,10 @@ pub struct Guard<IO> {
     seen_te: bool,
 }
 
-impl<IO> Guard<IO> {
-    /// Wraps the plaintext side of a connection (after TLS), raising `flag`.
-    pub fn new(io: IO, flag: Ambiguous) -> Guard<IO> {
-        Guard {
-            io,
+impl Scanner {
+    /// Scans one connection's plaintext (after TLS), raising `flag`.
+    pub fn new(flag: Ambiguous) -> Scanner {
+        Scanner {
             flag,
             line: [0; 18],
             line_len: 0,
@@ -103,45 +99,9 @@ impl<IO> Guard<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Guard<IO> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            this.scan(&buf.filled()[before..]);
-        }
-        result
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Guard<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+impl ReadObserver for Scanner {
+    fn observe(&mut self, read: &[u8]) {
+        self.scan(read);
     }
 }
 
@@ -151,7 +111,7 @@ mod tests {
 
     fn scanned(chunks: &[&[u8]]) -> bool {
         let flag = Ambiguous::default();
-        let mut g = Guard::new(tokio::io::empty(), flag.clone());
+        let mut g = Scanner::new(flag.clone());
         for c in chunks {
             g.scan(c);
         }

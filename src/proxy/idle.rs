@@ -18,15 +18,13 @@
 //! response in progress finishes first, HTTP/2 gets a GOAWAY. A request is never cut.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper_util::server::graceful::GracefulConnection;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::tap::ReadObserver;
 
 /// What one connection is doing, shared by its reader, its service and its watchdog.
 pub struct Activity {
@@ -131,10 +129,9 @@ impl Activity {
         }
     }
 
-    /// Wraps the connection's plaintext stream to see bytes arrive.
-    pub fn track<IO>(self: &Arc<Self>, io: IO) -> Tracked<IO> {
-        Tracked {
-            io,
+    /// Watches the connection's plaintext for arriving bytes (see `tap`).
+    pub fn arrivals(self: &Arc<Self>) -> Arrivals {
+        Arrivals {
             activity: self.clone(),
             first_read: true,
         }
@@ -174,62 +171,21 @@ pub async fn drive<C: GracefulConnection>(
     conn.await
 }
 
-/// A connection's plaintext stream, reporting arriving bytes to its [`Activity`].
-pub struct Tracked<IO> {
-    io: IO,
+/// Reports a connection's arriving bytes to its [`Activity`].
+pub struct Arrivals {
     activity: Arc<Activity>,
     first_read: bool,
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        let read = &buf.filled()[before..];
-        if !read.is_empty() {
-            if self.first_read {
-                self.first_read = false;
-                // An HTTP/2 client sends its preface, "PRI * HTTP/2.0...", in one piece.
-                if read.starts_with(b"PRI ") {
-                    self.activity.h2.store(true, Ordering::Relaxed);
-                }
+impl ReadObserver for Arrivals {
+    fn observe(&mut self, read: &[u8]) {
+        if self.first_read {
+            self.first_read = false;
+            // An HTTP/2 client sends its preface, "PRI * HTTP/2.0...", in one piece.
+            if read.starts_with(b"PRI ") {
+                self.activity.h2.store(true, Ordering::Relaxed);
             }
-            self.activity.arrived();
         }
-        polled
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        self.activity.arrived();
     }
 }

@@ -17,9 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::Body;
+use super::framing::{self, Scanner};
 use super::headers::Peer;
 use super::idle::{self, Activity};
-use super::{Body, framing};
+use super::tap::Tap;
 use crate::config::Limits;
 use crate::pipeline::{self, Conn, State};
 
@@ -127,7 +129,7 @@ async fn connection(
     };
     let result = match tls {
         None => {
-            let io = TokioIo::new(activity.track(framing::Guard::new(stream, flag)));
+            let io = TokioIo::new(Tap::new(stream, (Scanner::new(flag), activity.arrivals())));
             let conn = builder.serve_connection_with_upgrades(io, service);
             idle::drive(conn, &activity, drained).await
         }
@@ -135,7 +137,8 @@ async fn connection(
             let handshake = acceptor.accept(stream);
             match tokio::time::timeout(header_read_timeout, handshake).await {
                 Ok(Ok(tls_stream)) => {
-                    let io = TokioIo::new(activity.track(framing::Guard::new(tls_stream, flag)));
+                    let observers = (Scanner::new(flag), activity.arrivals());
+                    let io = TokioIo::new(Tap::new(tls_stream, observers));
                     let conn = builder.serve_connection_with_upgrades(io, service);
                     idle::drive(conn, &activity, drained).await
                 }

@@ -7,6 +7,7 @@ pub mod headers;
 pub mod idle;
 pub mod listener;
 pub mod path;
+pub mod tap;
 pub mod tls;
 
 use bytes::Bytes;
