@@ -95,9 +95,7 @@ struct Trace<'s> {
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    if let Some(b) = &state.busy_poll {
-        b.touch();
-    }
+    state.polled_io();
     state.metrics.inflight.inc();
     let snapshot = state.policies.current();
     let request_id = headers::request_id(req.headers());
@@ -232,14 +230,10 @@ async fn process<'s>(
     };
     let upstream_name = up.name.as_str();
     let req = Request::from_parts(parts, body);
-    if let Some(b) = &state.busy_poll {
-        b.touch();
-    }
+    state.polled_io();
     let sent = state.forwarder.send(&permit, path_and_query, req).await;
-    if let Some(b) = &state.busy_poll {
-        // The window runs from the last I/O, so it also covers the client's next request.
-        b.touch();
-    }
+    // The window runs from the last I/O, so it also covers the client's next request.
+    state.polled_io();
     let (resp, took) = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -561,5 +555,12 @@ pub fn unix_now() -> f64 {
 impl State {
     pub fn is_ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed)
+    }
+
+    /// I/O happened: with `limits.busy_poll`, the worker keeps polling for the window.
+    fn polled_io(&self) {
+        if let Some(b) = &self.busy_poll {
+            b.touch();
+        }
     }
 }
