@@ -143,14 +143,17 @@ impl Router {
             .at(crate::proxy::path::trim_trailing_slash(path))
             .ok()?;
         let node = &self.nodes[*found.value];
-        let find = |rank: fn(&Methods, &Method) -> bool| {
-            node.routes
-                .iter()
-                .find(|(m, _)| m.allows(method) && rank(m, method))
+        let rank = |m: &Methods| match m {
+            Methods::List(l) if l.contains(method) => 0,
+            Methods::List(_) => 1,
+            Methods::Any => 2,
         };
-        let (_, route) = find(|m, method| matches!(m, Methods::List(l) if l.contains(method)))
-            .or_else(|| find(|m, _| matches!(m, Methods::List(_))))
-            .or_else(|| find(|_, _| true))?;
+        // Validation allows one route per method and template, so no rank holds two.
+        let (_, route) = node
+            .routes
+            .iter()
+            .filter(|(m, _)| m.allows(method))
+            .min_by_key(|(m, _)| rank(m))?;
         Some(Matched {
             route: *route,
             params: found.params.iter().map(|(_, v)| v).collect(),
