@@ -180,15 +180,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawGrant<'a> {
                 }
                 Ok(RawGrant::List(items))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut items = BTreeMap::new();
-                while let Some((item, actions)) = map.next_entry::<Str<'de>, Vec<Action>>()? {
-                    if items.contains_key(&item) {
-                        return Err(A::Error::custom(format!("item {item:?} is listed twice")));
-                    }
-                    items.insert(item, actions);
-                }
-                Ok(RawGrant::Map(items))
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                unique_entries(map).map(RawGrant::Map)
             }
         }
         d.deserialize_any(V)
@@ -231,18 +224,28 @@ where
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a map")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some((k, v)) = map.next_entry::<K, V>()? {
-                if out.contains_key(&k) {
-                    return Err(A::Error::custom(format!("duplicate mapping key: {k}")));
-                }
-                out.insert(k, v);
-            }
-            Ok(out)
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            unique_entries(map)
         }
     }
     d.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+/// A map's entries, refusing a key given twice (see `unique`).
+fn unique_entries<'de, A, K, V>(mut map: A) -> Result<BTreeMap<K, V>, A::Error>
+where
+    A: MapAccess<'de>,
+    K: Deserialize<'de> + Ord + fmt::Display,
+    V: Deserialize<'de>,
+{
+    let mut out = BTreeMap::new();
+    while let Some((k, v)) = map.next_entry::<K, V>()? {
+        if out.contains_key(&k) {
+            return Err(A::Error::custom(format!("duplicate mapping key: {k}")));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
