@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -22,12 +21,7 @@ pub async fn serve(state: Arc<State>, listener: TcpListener) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let limits = &state.config.limits;
-        let activity = Arc::new(Activity::new(
-            Instant::now(),
-            limits.header_read_timeout,
-            limits.idle_timeout,
-        ));
+        let activity = Activity::accepted(&state.config.limits);
         let state = state.clone();
         let builder = builder.clone();
         tokio::spawn(async move {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use hyper_util::server::graceful::GracefulConnection;
 
 use super::tap::ReadObserver;
+use crate::config::Limits;
 
 /// What one connection is doing, shared by its reader, its service and its watchdog.
 pub struct Activity {
@@ -45,17 +46,18 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new(accepted: Instant, header_read_timeout: Duration, idle_timeout: Duration) -> Self {
-        Activity {
-            accepted,
-            header_read_timeout,
-            idle_timeout,
+    /// A connection accepted now, under the config's timeouts.
+    pub fn accepted(limits: &Limits) -> Arc<Activity> {
+        Arc::new(Activity {
+            accepted: Instant::now(),
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
             open: AtomicU32::new(0),
             begun: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             head_since: AtomicU64::new(0),
             h2: AtomicBool::new(false),
-        }
+        })
     }
 
     fn now(&self) -> u64 {

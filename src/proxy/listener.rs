@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -98,11 +98,7 @@ async fn connection(
     mut drain: watch::Receiver<()>,
 ) {
     let header_read_timeout = state.config.limits.header_read_timeout;
-    let activity = Arc::new(Activity::new(
-        Instant::now(),
-        header_read_timeout,
-        state.config.limits.idle_timeout,
-    ));
+    let activity = Activity::accepted(&state.config.limits);
     let ambiguous = framing::Ambiguous::default();
     let flag = ambiguous.clone();
     let https = tls.is_some();
