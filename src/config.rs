@@ -185,18 +185,17 @@ impl Config {
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
         let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
-        let line = |s: &Location| s.line();
 
         let listen = raw.listen.value.parse().unwrap_or_else(|_| {
             err(
-                line(&raw.listen.referenced),
+                raw.listen.referenced.line(),
                 format!("listen: {:?} is not an address:port", raw.listen.value),
             );
             SocketAddr::from(([0, 0, 0, 0], 0))
         });
         let admin_listen = raw.admin_listen.value.parse().unwrap_or_else(|_| {
             err(
-                line(&raw.admin_listen.referenced),
+                raw.admin_listen.referenced.line(),
                 format!(
                     "admin_listen: {:?} is not an address:port",
                     raw.admin_listen.value
@@ -209,7 +208,7 @@ impl Config {
         let named = &raw.upstreams.value;
         if !named.contains_key("default") {
             err(
-                line(&raw.upstreams.referenced),
+                raw.upstreams.referenced.line(),
                 "upstreams: a `default` upstream is required".into(),
             );
         }
@@ -220,7 +219,7 @@ impl Config {
         for (name, url) in ordered {
             match parse_upstream(name, &url.value) {
                 Ok(u) => upstreams.push(u),
-                Err(m) => err(line(&url.referenced), format!("upstreams.{name}: {m}")),
+                Err(m) => err(url.referenced.line(), format!("upstreams.{name}: {m}")),
             }
         }
         let mut environments = BTreeMap::new();
@@ -228,7 +227,7 @@ impl Config {
             // A misspelt name would silently send test keys to the live upstream.
             if env != "live" && env != "test" {
                 err(
-                    line(&up.referenced),
+                    up.referenced.line(),
                     format!("environments.{env}: not an API-key environment (live | test)"),
                 );
             }
@@ -237,7 +236,7 @@ impl Config {
                     environments.insert(env.clone(), i);
                 }
                 None => err(
-                    line(&up.referenced),
+                    up.referenced.line(),
                     format!("environments.{env}: upstream {:?} is not defined", up.value),
                 ),
             }
@@ -247,7 +246,7 @@ impl Config {
             s if s.starts_with("redis://") => ReplayStoreConfig::Redis(s.to_string()),
             s => {
                 err(
-                    line(&raw.replay_store.referenced),
+                    raw.replay_store.referenced.line(),
                     format!("replay_store: {s:?} is neither `memory` nor a redis:// URL"),
                 );
                 ReplayStoreConfig::Memory
@@ -256,14 +255,14 @@ impl Config {
         let prefix = raw.identity_header_prefix.value.to_ascii_lowercase();
         if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
             err(
-                line(&raw.identity_header_prefix.referenced),
+                raw.identity_header_prefix.referenced.line(),
                 format!("identity_header_prefix: {prefix:?} is not a header-name prefix"),
             );
         }
         let limits = raw.limits.value;
         if limits.max_header_bytes < 1024 {
             err(
-                line(&raw.limits.referenced),
+                raw.limits.referenced.line(),
                 "limits.max_header_bytes: must be at least 1024".into(),
             );
         }
@@ -273,7 +272,7 @@ impl Config {
             "trace" | "debug" | "info" | "warn" | "error"
         ) {
             err(
-                line(&raw.log.referenced),
+                raw.log.referenced.line(),
                 format!(
                     "log.level: {:?} is not trace|debug|info|warn|error",
                     log.level
