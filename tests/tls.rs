@@ -264,3 +264,51 @@ async fn a_rotated_certificate_is_served_to_new_handshakes_and_a_bad_one_is_refu
     }
     assert_eq!(tls_reloads(&p, "success").await, 1);
 }
+
+/// SIGHUP reloads the certificate too (with no file watching to do it first).
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let fixture = |name: &str| std::fs::read(tls_fixture(name)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    publish(
+        dir.path(),
+        1,
+        &fixture("server.crt.pem"),
+        &fixture("server.key.pem"),
+    );
+    let up = Upstream::start().await;
+    let p = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config(&format!(
+            "tls:\n  cert_file: {0}/tls.crt\n  key_file: {0}/tls.key",
+            dir.path().display()
+        ))
+        .without_file_watch()
+        .start()
+        .await;
+    publish(
+        dir.path(),
+        2,
+        &fixture("server-next.crt.pem"),
+        &fixture("server-next.key.pem"),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = pem_certs("server.crt.pem").remove(0);
+    assert_eq!(
+        served_certificate(&p).await,
+        first,
+        "no watcher, no signal yet"
+    );
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let next = pem_certs("server-next.crt.pem").remove(0);
+    eventually(
+        Duration::from_secs(10),
+        "the certificate after SIGHUP",
+        || async { served_certificate(&p).await == next },
+    )
+    .await;
+}
