@@ -191,3 +191,58 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` idle client connections to a listener that accepts and keeps them open.
+    async fn connections(n: usize) -> Vec<http1::SendRequest<Body>> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(conn);
+            sender.ready().await.unwrap();
+            out.push(sender);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_reused_until_the_idle_timeout_then_dropped() {
+        let pool = Pool::default();
+        let t0 = Instant::now();
+        let mut conns = connections(2).await;
+        pool.checkin(conns.pop().unwrap(), t0);
+        assert!(
+            pool.checkout(t0 + IDLE_TIMEOUT).is_some(),
+            "within the timeout"
+        );
+        pool.checkin(conns.pop().unwrap(), t0);
+        let late = t0 + IDLE_TIMEOUT + Duration::from_secs(1);
+        assert!(pool.checkout(late).is_none(), "past the timeout");
+        assert!(
+            pool.idle.lock().unwrap().is_empty(),
+            "the stale one is dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_most_max_idle_connections_are_kept() {
+        let pool = Pool::default();
+        let now = Instant::now();
+        for c in connections(MAX_IDLE + 3).await {
+            pool.checkin(c, now);
+        }
+        assert_eq!(pool.idle.lock().unwrap().len(), MAX_IDLE);
+    }
+}
