@@ -80,6 +80,15 @@ async fn a_connection_that_sends_nothing_is_closed_at_the_header_read_timeout() 
 }
 
 #[tokio::test]
+async fn the_admin_listener_closes_a_silent_connection_too() {
+    let (_up, p) = proxy("60s").await;
+    let mut s = TcpStream::connect(p.admin).await.unwrap();
+    let took = closes_within(&mut s, Duration::from_secs(5)).await;
+    let took = took.expect("a silent admin connection was still open after 5 s");
+    assert!(took >= Duration::from_millis(250), "closed early: {took:?}");
+}
+
+#[tokio::test]
 async fn a_keep_alive_connection_lives_for_the_idle_timeout_not_the_header_timeout() {
     let (up, p) = proxy("1500ms").await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
