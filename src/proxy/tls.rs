@@ -84,8 +84,11 @@ impl fmt::Debug for Certificate {
     }
 }
 
+fn read(file: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))
+}
+
 fn read_pair(cert_file: &Path, key_file: &Path) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     Ok((read(cert_file)?, read(key_file)?))
 }
 
@@ -114,7 +117,6 @@ fn certified_key(
 pub fn acceptor(tls: &Tls) -> Result<(TlsAcceptor, Arc<Certificate>), String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certificate = Arc::new(Certificate::load(tls, provider.clone())?);
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
