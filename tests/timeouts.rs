@@ -186,3 +186,119 @@ async fn an_idle_http2_connection_is_sent_away_at_the_idle_timeout() {
         start.elapsed()
     );
 }
+
+/// Sends `first`, then one byte of `trickle` every 100 ms (cycling), never finishing a head,
+/// and returns how long the listener at `addr` took to close the connection (at most 5 s).
+async fn trickle_until_closed(
+    addr: std::net::SocketAddr,
+    first: &[u8],
+    trickle: &[u8],
+) -> Duration {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(first).await.unwrap();
+    let start = Instant::now();
+    let mut probe = [0u8; 256];
+    let mut next = trickle.iter().cycle();
+    loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "a connection trickling a head was still open after 5 s"
+        );
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return start.elapsed(),
+            // HTTP/2: the server's SETTINGS and the like; not an answer to anything.
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                let byte = [*next.next().unwrap()];
+                if s.write_all(&byte).await.is_err() {
+                    return start.elapsed();
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_first_request_head_trickling_in_is_cut_on_both_listeners() {
+    let (up, p) = proxy("60s").await;
+    // One byte, then more, never a whole head: as HTTP/1.1, and as a client that looks
+    // like it is starting the HTTP/2 preface (the protocol is not decided yet).
+    for (first, rest) in [
+        (&b"G"[..], &b"ET /public/a HTTP/1.1\r\nx-slow: 1\r\n"[..]),
+        (b"P", b"RI * HTTP/2.0\r\n"),
+    ] {
+        for (listener, addr) in [("public", p.addr), ("admin", p.admin)] {
+            let took = trickle_until_closed(addr, first, rest).await;
+            assert!(
+                took >= Duration::from_millis(250),
+                "{listener} {first:?}: closed early: {took:?}"
+            );
+        }
+    }
+    assert_eq!(up.hits(), 0);
+}
+
+/// An HTTP/2 frame header: length, type, flags, stream id.
+fn h2_frame(len: usize, kind: u8, flags: u8, stream: u32) -> Vec<u8> {
+    let mut f = (len as u32).to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f
+}
+
+#[tokio::test]
+async fn an_http2_header_block_trickling_in_is_cut_on_both_listeners() {
+    let (up, p) = proxy("60s").await;
+    let mut open = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    open.extend(h2_frame(0, 0x4, 0, 0)); // SETTINGS, empty
+    // A HEADERS frame announcing 200 bytes of header block, sent a byte at a time.
+    let mut headers = h2_frame(200, 0x1, 0x4 | 0x1, 1);
+    headers.extend([0x82u8; 199]); // `:method: GET`, indexed, repeated
+    let mut slow_frame = open.clone();
+    slow_frame.extend(&headers[..9]);
+    // A header block left open: HEADERS without END_HEADERS, then a CONTINUATION trickled.
+    let mut open_block = open.clone();
+    open_block.extend(h2_frame(1, 0x1, 0x1, 1));
+    open_block.push(0x82);
+    open_block.extend(h2_frame(200, 0x9, 0x4, 1));
+    for (what, first) in [("frame", &slow_frame), ("header block", &open_block)] {
+        for (listener, addr) in [("public", p.addr), ("admin", p.admin)] {
+            let took = trickle_until_closed(addr, first, &[0x82]).await;
+            assert!(
+                took >= Duration::from_millis(250),
+                "{listener} {what}: closed early: {took:?}"
+            );
+        }
+    }
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_answering_pings_is_not_cut_at_the_header_timeout() {
+    // PING frames arrive whole: the connection is idle, not sending a head.
+    let (_up, p) = proxy("1500ms").await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let mut open = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    open.extend(h2_frame(0, 0x4, 0, 0));
+    s.write_all(&open).await.unwrap();
+    let start = Instant::now();
+    let mut sink = [0u8; 256];
+    while start.elapsed() < Duration::from_millis(1000) {
+        let mut ping = h2_frame(8, 0x6, 0, 0);
+        ping.extend([7u8; 8]);
+        s.write_all(&ping)
+            .await
+            .unwrap_or_else(|e| panic!("closed after {:?}: {e}", start.elapsed()));
+        let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut sink)).await;
+    }
+    // Three header timeouts in, still open; then closed at the idle timeout, although this
+    // client never acknowledges the PING that follows the GOAWAY.
+    closes_within(&mut s, Duration::from_secs(5))
+        .await
+        .expect("an idle HTTP/2 connection was still open 5 s later");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        start.elapsed()
+    );
+}
