@@ -716,6 +716,36 @@ async fn crit_with_an_unknown_extension_is_refused_although_validly_signed() {
     }
 }
 
+/// HS256 over a header written as raw JSON text, so that it can repeat a member (no JSON
+/// library writes one twice).
+fn hs256_raw_header(header: &str, claims: &Value) -> String {
+    let input = format!("{}.{}", B64.encode(header), B64.encode(claims.to_string()));
+    let key = jsonwebtoken::EncodingKey::from_secret(HS.as_bytes());
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).unwrap();
+    format!("{input}.{sig}")
+}
+
+#[tokio::test]
+async fn a_header_parameter_given_twice_is_refused_although_validly_signed() {
+    let (up, p) = start().await;
+    let c = claims("app-hs", json!({}));
+    let control = hs256_raw_header(r#"{"alg":"HS256","kid":"a","typ":"JWT"}"#, &c);
+    accepted(&p, &control, "app-hs", "every parameter once").await;
+    for header in [
+        r#"{"alg":"HS256","kid":"a","kid":"b"}"#,
+        r#"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#,
+        r#"{"alg":"HS256","alg":"HS256"}"#,
+        r#"{"alg":"HS256","x-ext":1,"x-ext":1}"#,
+        r#"{"alg":"HS256","crit":null,"crit":null}"#,
+        // The same name, once escaped: still one name twice.
+        r#"{"alg":"HS256","kid":"a","k\u0069d":"b"}"#,
+    ] {
+        let t = hs256_raw_header(header, &c);
+        refused(&p, &up, &t, "invalid_token", header).await;
+    }
+}
+
 #[tokio::test]
 async fn jku_x5u_jwk_x5c_are_never_used_or_fetched() {
     let (fetch_addr, fetches) = connection_counter().await;

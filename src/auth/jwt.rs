@@ -25,17 +25,57 @@ use crate::policy::{App, Policy};
 /// Bounds a token's parts before any JSON parsing; tokens are also capped by the header limit.
 const MAX_PART: usize = 8 * 1024;
 
-#[derive(Deserialize)]
+/// The JWS header members the proxy reads. Every member name must be unique: serde would
+/// refuse a repeated `alg` but let a repeated `kid` (or any member it skips) through, and
+/// two readers of one header must never see two different values.
 struct JoseHeader<'a> {
-    #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(default, deserialize_with = "present_any")]
-    crit: Option<()>,
+    /// Any value at all, `null` included, counts as present.
+    crit: bool,
 }
 
-/// Any value at all, `null` included, counts as present.
-fn present_any<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<()>, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| Some(()))
+impl<'de: 'a, 'a> Deserialize<'de> for JoseHeader<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JoseHeader<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JoseHeader<'de>, A::Error> {
+                use serde::de::Error as _;
+                // Names are borrowed from the header unless they hold escapes (`Claim`).
+                let mut seen: Vec<Claim<'de>> = Vec::new();
+                let (mut alg, mut crit) = (None, false);
+                while let Some(name) = map.next_key::<Claim<'de>>()? {
+                    let key = name.as_str().unwrap_or_default();
+                    if seen.iter().any(|n| n.as_str() == Some(key)) {
+                        return Err(A::Error::custom("duplicate header parameter"));
+                    }
+                    match key {
+                        "alg" => match map.next_value::<Claim<'de>>()? {
+                            Claim::String(a) => alg = Some(a),
+                            _ => return Err(A::Error::custom("alg is not a string")),
+                        },
+                        "crit" => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            crit = true;
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    seen.push(name);
+                }
+                let alg = alg.ok_or_else(|| A::Error::missing_field("alg"))?;
+                Ok(JoseHeader { alg, crit })
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 /// A token whose signature, app, algorithm, audience and claim shapes have been verified.
@@ -176,7 +216,7 @@ impl<'t> Jws<'t> {
         let header: JoseHeader<'_> =
             serde_json::from_slice(&bytes).map_err(|_| Error::InvalidToken("bad JSON"))?;
         // We implement no JWS extension, so any `crit` is by definition one we don't understand.
-        if header.crit.is_some() {
+        if header.crit {
             return Err(Error::InvalidToken("crit header parameter"));
         }
         let alg =
