@@ -629,6 +629,48 @@ async fn single_use_jti_is_accepted_once() {
 }
 
 #[tokio::test]
+async fn a_far_future_exp_is_refused_before_its_jti_is_remembered() {
+    let (up, _, p) = standard().await;
+    let replay = &p.running.as_ref().unwrap().state.replay;
+    // A stream of distinct jtis on tokens far past max_lifetime: none is remembered.
+    for (n, exp) in ["1e300", "9.2e15", "9223372036854775807"]
+        .iter()
+        .cycle()
+        .take(300)
+        .enumerate()
+    {
+        let claims = format!(
+            r#"{{"appId":"app-strict","aud":"https://api.example","jti":"far-{n}","exp":{exp}}}"#
+        );
+        let t = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &serde_json::from_str::<serde_json::Value>(&claims).unwrap(),
+            &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
+        )
+        .unwrap();
+        let a = get(&p.url("/v1/bots/b"), &[("auth", &t)]).await;
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (401, "invalid_token"),
+            "exp {exp}"
+        );
+    }
+    assert_eq!(replay.len(), 0);
+    // Within max_lifetime (24 h by default): accepted once, and remembered.
+    let t = token(
+        "app-strict",
+        json!({ "aud": "https://api.example", "jti": "near", "exp": now() + 23 * 3600 }),
+    );
+    assert_eq!(get(&p.url("/v1/bots/b"), &[("auth", &t)]).await.status, 200);
+    assert_eq!(
+        get(&p.url("/v1/bots/b"), &[("auth", &t)]).await.code(),
+        "token_replayed"
+    );
+    assert_eq!(replay.len(), 1);
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
 async fn rate_limits_answer_429_with_headers() {
     let (_, _, p) = standard().await;
     let t = token("app-limited", json!({}));

@@ -378,6 +378,12 @@ pub fn check_time(v: &Verified, now: f64) -> Result<(), Error> {
     if v.exp.is_some_and(|exp| now > exp + leeway) {
         return Err(Error::TokenExpired);
     }
+    // Bounds how long a token, and so a remembered jti, can live: an exp of 1e300 is no
+    // longer a token valid forever, nor a number for the replay store to overflow on.
+    let max_lifetime = v.app.max_lifetime_secs as f64;
+    if v.exp.is_some_and(|exp| exp > now + max_lifetime + leeway) {
+        return Err(Error::InvalidToken("exp beyond max_lifetime"));
+    }
     if v.nbf.is_some_and(|nbf| nbf > now + leeway) || v.iat.is_some_and(|iat| iat > now + leeway) {
         return Err(Error::TokenNotYetValid);
     }

@@ -1,14 +1,17 @@
 //! Single-use `jti` (SPEC §3.2): each jti is accepted once per app for as long as its token
-//! is: until `exp` plus the app's leeway. In memory per replica by default, bounded only by
-//! those lifetimes (an entry can only come from a token the app signed); in Redis (`SET NX
-//! PX`) when replicas must agree. Policy validation makes `single_use_jti` require `exp`.
+//! is: until `exp` plus the app's leeway. In memory per replica by default, bounded by those
+//! lifetimes, which `max_lifetime` caps (an entry can only come from a token the app signed),
+//! so by `max_lifetime` × the accepted rate; in Redis (`SET NX PX`) when replicas must agree.
+//! Policy validation makes `single_use_jti` require `exp`.
 
 use std::time::{Duration, Instant};
 
-use moka::Expiry;
-use redis::aio::ConnectionManager;
-
 use crate::error::Error;
+use crate::store::Redis;
+use moka::Expiry;
+
+/// Above the longest `max_lifetime` plus twice the longest leeway the policy allows.
+const MAX_REMEMBERED: Duration = Duration::from_secs(400 * 24 * 3600);
 
 struct UntilDeadline;
 
@@ -20,7 +23,7 @@ impl<K> Expiry<K, Instant> for UntilDeadline {
 
 pub enum ReplayStore {
     Memory(moka::sync::Cache<(String, String), Instant>),
-    Redis(ConnectionManager),
+    Redis(Redis),
 }
 
 impl ReplayStore {
@@ -33,22 +36,18 @@ impl ReplayStore {
         )
     }
 
-    pub async fn redis(url: &str) -> Result<ReplayStore, String> {
-        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(ReplayStore::Redis(conn))
+    pub fn redis(store: Redis) -> ReplayStore {
+        ReplayStore::Redis(store)
     }
 
-    pub fn redis_connection(&self) -> Option<ConnectionManager> {
+    /// The jtis remembered in memory (0 for Redis), once expired ones are dropped.
+    pub fn len(&self) -> u64 {
         match self {
-            ReplayStore::Redis(c) => Some(c.clone()),
-            ReplayStore::Memory(_) => None,
+            ReplayStore::Memory(cache) => {
+                cache.run_pending_tasks();
+                cache.entry_count()
+            }
+            ReplayStore::Redis(_) => 0,
         }
     }
 
@@ -62,7 +61,11 @@ impl ReplayStore {
         now: f64,
     ) -> Result<bool, Error> {
         // A second past the token's last valid moment, so no clock rounding reopens it.
-        let remaining = Duration::from_secs_f64((accepted_until - now).max(0.0) + 1.0);
+        // `max_lifetime` bounds it (`jwt::check_time`); what overflows is refused all the same.
+        let remaining = Duration::try_from_secs_f64((accepted_until - now).max(0.0) + 1.0)
+            .ok()
+            .filter(|d| *d <= MAX_REMEMBERED)
+            .ok_or(Error::InvalidToken("exp beyond max_lifetime"))?;
         match self {
             ReplayStore::Memory(cache) => {
                 let entry = cache
@@ -70,18 +73,24 @@ impl ReplayStore {
                     .or_insert(Instant::now() + remaining);
                 Ok(entry.is_fresh())
             }
-            ReplayStore::Redis(conn) => {
-                let mut conn = conn.clone();
+            ReplayStore::Redis(store) => {
                 let key = format!("scopegate:jti:{}:{}", app.len(), [app, jti].concat());
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(remaining.as_millis().max(1) as u64)
-                    .query_async(&mut conn)
+                let px = u64::try_from(remaining.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                let set: Option<String> = store
+                    .run(|mut conn| async move {
+                        redis::cmd("SET")
+                            .arg(&key)
+                            .arg(1)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(px)
+                            .query_async(&mut conn)
+                            .await
+                    })
                     .await
-                    .map_err(|e| Error::ReplayStoreUnavailable(e.to_string()))?;
+                    .map_err(Error::ReplayStoreUnavailable)?;
                 Ok(set.is_some())
             }
         }
@@ -98,5 +107,33 @@ mod tests {
         assert!(s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
         assert!(!s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
         assert!(s.first_use("b", "j1", 2e9, 1e9).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_lifetime_no_store_can_hold_is_refused_not_passed_on() {
+        let s = ReplayStore::memory();
+        for until in [1e300, f64::INFINITY, 1e9 + 500.0 * 86400.0] {
+            assert!(
+                matches!(
+                    s.first_use("a", "j", until, 1e9).await,
+                    Err(Error::InvalidToken(_))
+                ),
+                "{until}"
+            );
+        }
+        assert_eq!(s.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_by_the_tokens_lifetimes() {
+        let s = ReplayStore::memory();
+        let now = crate::pipeline::unix_now();
+        for i in 0..20_000 {
+            assert!(s.first_use("a", &format!("j{i}"), now, now).await.unwrap());
+        }
+        assert_eq!(s.len(), 20_000);
+        // Accepted until now: remembered for the one second past it, then dropped.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(s.len(), 0);
     }
 }

@@ -53,6 +53,11 @@ pub struct Compiled {
 }
 
 const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Bounds on the two durations a remembered `jti` is kept for, so that no store's
+/// arithmetic (Redis's millisecond expiries, `Instant`) can overflow on them.
+const MAX_LEEWAY: Duration = Duration::from_secs(24 * 3600);
+const MAX_MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 const DEFAULT_WEBHOOK_TOLERANCE: Duration = Duration::from_secs(300);
 /// Headers the proxy sets itself; `claims_to_headers` may not shadow them.
 const RESERVED_SUFFIXES: &[&str] = &["kind", "app-id", "key-id", "subject", "scopes", "route"];
@@ -619,6 +624,17 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
+        let leeway = a.leeway.unwrap_or(DEFAULT_LEEWAY);
+        if leeway > MAX_LEEWAY {
+            self.err(l, format!("{what}: leeway may be at most 24h"));
+        }
+        let max_lifetime = a.max_lifetime.unwrap_or(DEFAULT_MAX_LIFETIME);
+        if max_lifetime.is_zero() || max_lifetime > MAX_MAX_LIFETIME {
+            self.err(
+                l,
+                format!("{what}: max_lifetime must be more than 0s and at most 366d"),
+            );
+        }
         if a.single_use_jti && !a.enforce_jti {
             self.err(l, format!("{what}: single_use_jti needs enforce_jti: true"));
         }
@@ -688,7 +704,8 @@ impl<'a> Compiler<'a> {
             public_key,
             audience: a.audience,
             require_exp: a.require_exp,
-            leeway_secs: a.leeway.unwrap_or(DEFAULT_LEEWAY).as_secs(),
+            leeway_secs: leeway.as_secs(),
+            max_lifetime_secs: max_lifetime.as_secs(),
             enforce_jti: a.enforce_jti,
             single_use_jti: a.single_use_jti,
             enforce_jwe: a.enforce_jwe,
@@ -1062,6 +1079,29 @@ mod tests {
         compile(&app("")).unwrap();
         let e = compile(&app(", require_exp: false")).unwrap_err();
         assert!(e.contains("single_use_jti needs require_exp: true"), "{e}");
+        // What a remembered jti lives for is bounded, so no store's arithmetic overflows.
+        compile(&app(", max_lifetime: 366d, leeway: 24h")).unwrap();
+        for (extra, message) in [
+            (
+                ", max_lifetime: 367d",
+                "max_lifetime must be more than 0s and at most 366d",
+            ),
+            (
+                ", max_lifetime: 0s",
+                "max_lifetime must be more than 0s and at most 366d",
+            ),
+            (
+                ", max_lifetime: 100000000000d",
+                "max_lifetime must be more than 0s and at most 366d",
+            ),
+            (", leeway: 25h", "leeway may be at most 24h"),
+        ] {
+            let e = compile(&app(extra)).unwrap_err();
+            assert!(
+                e.contains(&format!("p.yaml:4: app \"a\": {message}")),
+                "{extra}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -239,6 +239,8 @@ pub struct App {
     pub audience: Option<String>,
     pub require_exp: bool,
     pub leeway_secs: u64,
+    /// `max_lifetime`: how far in the future an `exp` may lie (SPEC §3.2).
+    pub max_lifetime_secs: u64,
     pub enforce_jti: bool,
     pub single_use_jti: bool,
     pub enforce_jwe: bool,

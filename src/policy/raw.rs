@@ -264,6 +264,8 @@ pub struct RawApp<'a> {
     pub require_exp: bool,
     #[serde(default, with = "yaml::duration::option")]
     pub leeway: Option<Duration>,
+    #[serde(default, with = "yaml::duration::option")]
+    pub max_lifetime: Option<Duration>,
     #[serde(default)]
     pub enforce_jti: bool,
     #[serde(default)]
