@@ -23,6 +23,7 @@ use crate::policy::watch;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::headers::IdentityNames;
 use crate::proxy::{listener, tls};
+use crate::store::Redis;
 
 pub struct Options {
     /// Write access-log lines to stdout.
@@ -68,15 +69,14 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
     let policies = Arc::new(policies);
     let metrics = Arc::new(Metrics::new());
     metrics.generation.set(policies.current().generation as i64);
-    let replay = match &config.replay_store {
-        ReplayStoreConfig::Memory => ReplayStore::memory(),
-        ReplayStoreConfig::Redis(url) => ReplayStore::redis(url)
-            .await
-            .map_err(|e| format!("replay_store: {e}"))?,
-    };
-    let limiter = match replay.redis_connection() {
-        Some(conn) => Limiter::redis(conn),
-        None => Limiter::memory(),
+    let (replay, limiter) = match &config.replay_store {
+        ReplayStoreConfig::Memory => (ReplayStore::memory(), Limiter::memory()),
+        ReplayStoreConfig::Redis(url) => {
+            let store = Redis::connect(url, config.limits.upstream_connect_timeout)
+                .await
+                .map_err(|e| format!("replay_store: {e}"))?;
+            (ReplayStore::redis(store.clone()), Limiter::redis(store))
+        }
     };
     let (tls, certificate) = match &config.tls {
         Some(t) => {

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::policy::{self, *};
 use common::*;
@@ -22,6 +22,10 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
+        Redis::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -147,5 +151,71 @@ async fn redis_going_away_fails_closed_with_503() {
         .await
         .status,
         200
+    );
+}
+
+#[tokio::test]
+async fn while_redis_is_down_requests_get_their_503_at_once_and_service_returns_by_itself() {
+    let mut redis = Redis::start().await;
+    let up = Upstream::start().await;
+    let p = replica(&up, &redis).await;
+    let jti = |n: usize| {
+        token(
+            "app-strict",
+            json!({ "aud": "https://api.example", "jti": format!("j{n}") }),
+        )
+    };
+    assert_eq!(
+        get(&p.url("/v1/bots/x"), &[("auth", &jti(0))]).await.status,
+        200
+    );
+    redis.child.kill().unwrap();
+    redis.child.wait().unwrap();
+    // The first request to meet the outage finds it out (within the connect timeout).
+    let first = get(&p.url("/v1/bots/x"), &[("auth", &jti(1))]).await;
+    assert_eq!(
+        (first.status, first.code().as_str()),
+        (503, "replay_store_unavailable")
+    );
+    // From then on, no request waits for Redis: single-use jti and shared rate limits alike.
+    let limited = token("app-limited", json!({}));
+    let mut slowest = Duration::ZERO;
+    for n in 2..40 {
+        let t = if n % 2 == 0 { jti(n) } else { limited.clone() };
+        let started = Instant::now();
+        let a = get(&p.url("/v1/bots/x"), &[("auth", &t)]).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (503, "replay_store_unavailable"),
+            "#{n}"
+        );
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a request waited {slowest:?} for a Redis known to be down"
+    );
+    // Redis comes back: service resumes without a restart and without a request to notice.
+    let _redis = Redis::start_on(redis.port).await;
+    let back = Instant::now();
+    let mut n = 100;
+    eventually(
+        Duration::from_secs(5),
+        "service resumes after Redis returns",
+        || {
+            n += 1;
+            let t = jti(n);
+            let url = p.url("/v1/bots/x");
+            async move { get(&url, &[("auth", &t)]).await.status == 200 }
+        },
+    )
+    .await;
+    println!(
+        "recovered {:?} after Redis accepted connections",
+        back.elapsed()
+    );
+    assert_eq!(
+        get(&p.url("/v1/bots/x"), &[("auth", &jti(n))]).await.code(),
+        "token_replayed"
     );
 }

@@ -4,10 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-
 use crate::error::Error;
 use crate::policy::RateLimit;
+use crate::store::Redis;
 
 /// The outcome, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +42,7 @@ pub struct Limiter(Store);
 
 enum Store {
     Memory(moka::sync::Cache<String, Arc<Mutex<Bucket>>>),
-    Redis(ConnectionManager),
+    Redis(Redis),
 }
 
 const SCRIPT: &str = r"
@@ -74,8 +73,8 @@ impl Limiter {
         ))
     }
 
-    pub fn redis(conn: ConnectionManager) -> Limiter {
-        Limiter(Store::Redis(conn))
+    pub fn redis(store: Redis) -> Limiter {
+        Limiter(Store::Redis(store))
     }
 
     /// Takes one token from `principal`'s bucket.
@@ -99,15 +98,19 @@ impl Limiter {
                 }
                 Ok(Decision::from_tokens(rl, allowed, b.tokens))
             }
-            Store::Redis(conn) => {
-                let mut conn = conn.clone();
-                let (allowed, tokens): (i64, String) = redis::Script::new(SCRIPT)
-                    .key(format!("scopegate:rl:{principal}"))
-                    .arg(rl.per_second)
-                    .arg(rl.burst)
-                    .invoke_async(&mut conn)
+            Store::Redis(store) => {
+                let key = format!("scopegate:rl:{principal}");
+                let (allowed, tokens): (i64, String) = store
+                    .run(|mut conn| async move {
+                        redis::Script::new(SCRIPT)
+                            .key(key)
+                            .arg(rl.per_second)
+                            .arg(rl.burst)
+                            .invoke_async(&mut conn)
+                            .await
+                    })
                     .await
-                    .map_err(|e| Error::ReplayStoreUnavailable(e.to_string()))?;
+                    .map_err(Error::ReplayStoreUnavailable)?;
                 Ok(Decision::from_tokens(
                     rl,
                     allowed == 1,
