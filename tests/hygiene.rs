@@ -1420,3 +1420,96 @@ async fn pipelined_requests_on_one_connection_are_each_authenticated() {
     );
     assert_eq!(up.hits(), 2);
 }
+
+/// Sends `request` as two writes (head and body parts), then half-closes when `then_close`.
+async fn exchange_body(addr: SocketAddr, parts: &[&[u8]], then_close: bool) -> Exchange {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for part in parts {
+        let _ = s.write_all(part).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if then_close {
+        let _ = s.shutdown().await;
+    }
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    };
+    Exchange { bytes, closed }
+}
+
+#[tokio::test]
+async fn a_request_body_the_client_frames_badly_is_a_400_never_an_upstream_error() {
+    let (up, p) = setup().await;
+    let chunked = b"POST /public/a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+    let sized =
+        |n: usize| format!("POST /public/a HTTP/1.1\r\nhost: x\r\ncontent-length: {n}\r\n\r\n");
+    let (ten, five) = (sized(10), sized(5));
+    let cases: Vec<(&str, Vec<&[u8]>, bool)> = vec![
+        (
+            "bad chunk size",
+            vec![chunked, b"5\r\nhello\r\nzz\r\nmore\r\n0\r\n\r\n"],
+            false,
+        ),
+        (
+            "chunk size overflow",
+            vec![chunked, b"5\r\nhello\r\nfffffffffffffffffffff\r\nx\r\n"],
+            false,
+        ),
+        (
+            "chunk without its CRLF",
+            vec![chunked, b"5\r\nhelloXX0\r\n\r\n"],
+            false,
+        ),
+        ("truncated chunked body", vec![chunked, b"a\r\nhello"], true),
+        ("truncated sized body", vec![ten.as_bytes(), b"hello"], true),
+    ];
+    for (what, parts, close) in &cases {
+        let ex = exchange_body(p.addr, parts, *close).await;
+        let responses = ex.responses();
+        assert!(
+            responses.iter().all(|r| r.status == 400),
+            "{what}: {}",
+            ex.text()
+        );
+        assert!(ex.closed, "{what}: the connection stayed open");
+    }
+    // A body longer than its Content-Length: the rest is a next request, which is garbage.
+    let ex = exchange_body(
+        p.addr,
+        &[five.as_bytes(), b"helloGARBAGE / HTTP/1.1\r\n\r\n"],
+        false,
+    )
+    .await;
+    let responses = ex.responses();
+    assert_eq!(responses[0].echo().0["body"], "hello", "{}", ex.text());
+    assert!(
+        responses[1..].iter().all(|r| r.status == 400),
+        "{}",
+        ex.text()
+    );
+    let metrics = p.metrics().await;
+    let counted: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("scopegate_upstream_errors_total{") && !l.ends_with(" 0"))
+        .collect();
+    assert!(
+        counted.is_empty(),
+        "a client's bad body was counted as an upstream error: {counted:?}"
+    );
+    assert!(
+        !metrics.contains(r#"code="upstream_unavailable""#),
+        "{metrics}"
+    );
+    // The upstream connections are still sound: requests keep working.
+    for _ in 0..5 {
+        assert_eq!(get(&p.url("/public/ok"), &[]).await.status, 200);
+    }
+    let _ = up;
+}

@@ -16,7 +16,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Answers `GET <path>` with `conn <n>` (n counts connections from 1). Paths:
 /// `/public/close` answers, then closes the connection (no `Connection: close`);
-/// `/public/slow` sends half of its 10-byte body, waits 300 ms, sends the rest.
+/// `/public/slow` sends half of its 10-byte body, waits 300 ms, sends the rest;
+/// `/public/both-framings` sends Content-Length and chunked framing together;
+/// `/public/upgrade` answers 101 Switching Protocols unasked.
 struct RawUpstream {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
@@ -66,6 +68,22 @@ async fn serve(mut stream: TcpStream, n: usize) {
                     .await;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 let _ = stream.write_all(b"67890").await;
+            }
+            // Two framings: hyper reads the chunked body (10 bytes), the length says 5.
+            "/public/both-framings" => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\na\r\n0123456789\r\n0\r\n\r\n",
+                    )
+                    .await;
+            }
+            // Switching protocols although the proxy never asks to.
+            "/public/upgrade" => {
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nraw bytes after the switch",
+                    )
+                    .await;
             }
             _ => {
                 let body = format!("conn {n}");
@@ -212,5 +230,33 @@ async fn an_upstream_that_never_accepts_is_a_connect_timeout() {
     assert!(
         metrics.contains("scopegate_upstream_errors_total{kind=\"connect\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_answer_framed_two_ways_or_switching_protocols_unasked_is_a_502() {
+    let up = RawUpstream::start().await;
+    let p = proxy_in_front_of(&up).await;
+    for (i, path) in ["/public/both-framings", "/public/upgrade"]
+        .iter()
+        .enumerate()
+    {
+        let a = get(&p.url(path), &[]).await;
+        assert_eq!(
+            (a.status, a.code().as_str()),
+            (502, "upstream_unavailable"),
+            "{path}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        // That connection is not reused: the next request opens another.
+        assert_eq!(
+            body_of(&p.url("/public/a")).await,
+            (200, format!("conn {}", i + 2))
+        );
+    }
+    assert!(
+        p.metrics()
+            .await
+            .contains(r#"scopegate_upstream_errors_total{kind="protocol"} 2"#)
     );
 }

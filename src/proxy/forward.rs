@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -89,25 +89,24 @@ impl Forwarder {
         now: Instant,
     ) -> Result<Response<Incoming>, Error> {
         let pool = &self.pools[i];
-        if let Some(mut conn) = pool.checkout(now) {
-            match conn.try_send_request(req).await {
-                Ok(resp) => {
-                    pool.checkin(conn, now);
-                    return Ok(resp);
+        let (conn, resp) = 'sent: {
+            if let Some(mut conn) = pool.checkout(now) {
+                match conn.try_send_request(req).await {
+                    Ok(resp) => break 'sent (conn, resp),
+                    // The upstream closed the idle connection as we wrote to it and the
+                    // request never left: it is safe to send again, on a new connection.
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(send_error(&e.into_error())),
+                    },
                 }
-                // The upstream closed the idle connection as we wrote to it and the
-                // request never left: it is safe to send again, on a new connection.
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(protocol_error(&e.into_error())),
-                },
             }
-        }
-        let mut conn = self.connect(&self.upstreams[i]).await?;
-        let resp = conn
-            .send_request(req)
-            .await
-            .map_err(|e| protocol_error(&e))?;
+            let mut conn = self.connect(&self.upstreams[i]).await?;
+            let resp = conn.send_request(req).await.map_err(|e| send_error(&e))?;
+            (conn, resp)
+        };
+        // A connection whose answer is refused is dropped, never pooled.
+        check_answer(&resp)?;
         pool.checkin(conn, now);
         Ok(resp)
     }
@@ -148,8 +147,35 @@ impl Forwarder {
     }
 }
 
-fn protocol_error(e: &hyper::Error) -> Error {
-    Error::UpstreamUnavailable(e.to_string())
+/// Why a request did not get its answer. The client's own body failing (bad chunk framing,
+/// a body cut short) surfaces here, as hyper's "user body" error wrapping the inbound
+/// body's error: that is the client's fault, not the upstream's.
+fn send_error(e: &hyper::Error) -> Error {
+    let client_body =
+        e.is_user() && std::error::Error::source(e).is_some_and(|cause| cause.is::<hyper::Error>());
+    if client_body {
+        Error::MalformedRequest("request body could not be read")
+    } else {
+        Error::UpstreamUnavailable(e.to_string())
+    }
+}
+
+/// Answers no client may be given: framing hyper resolved silently (a length and chunked
+/// together: the length would be sent on with the chunked body, cut or overrun), and a
+/// protocol switch the proxy never asked for (it removes `Upgrade`).
+fn check_answer(resp: &Response<Incoming>) -> Result<(), Error> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(Error::UpstreamUnavailable(
+            "101 Switching Protocols to a request that asked for no upgrade".into(),
+        ));
+    }
+    let h = resp.headers();
+    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
+        return Err(Error::UpstreamUnavailable(
+            "answer with both Content-Length and Transfer-Encoding".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Default)]
