@@ -82,6 +82,10 @@ pub enum Error {
     KeysUnavailable,
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The drain ended (`drain_timeout`) before the request was answered: its connection
+    /// was cut. Never sent; it names the request's end in the access log and metrics.
+    #[error("cut at the end of drain_timeout: no answer was sent")]
+    DrainCut,
 }
 
 impl Error {
@@ -104,7 +108,7 @@ impl Error {
             UpstreamUnavailable(_) | UpstreamConnect(_) | EncryptionFailed(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            NotReady | ReplayStoreUnavailable(_) | KeysUnavailable => {
+            NotReady | ReplayStoreUnavailable(_) | KeysUnavailable | DrainCut => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -145,6 +149,7 @@ impl Error {
             ReplayStoreUnavailable(_) => "replay_store_unavailable",
             KeysUnavailable => "keys_unavailable",
             UpstreamTimeout => "upstream_timeout",
+            DrainCut => "drain_timeout",
         }
     }
 
@@ -182,6 +187,7 @@ impl Error {
             ReplayStoreUnavailable(_) => "the replay store is unavailable",
             KeysUnavailable => "signing keys are unavailable",
             UpstreamTimeout => "the upstream service timed out",
+            DrainCut => "the proxy stopped before answering",
         }
     }
 
@@ -194,7 +200,8 @@ impl Error {
             Error::EncryptionFailed(_)
             | Error::NotReady
             | Error::ReplayStoreUnavailable(_)
-            | Error::KeysUnavailable => Source::Internal,
+            | Error::KeysUnavailable
+            | Error::DrainCut => Source::Internal,
             _ => Source::Client,
         }
     }

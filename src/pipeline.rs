@@ -94,39 +94,78 @@ struct Trace<'s> {
 }
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
-    let started = Instant::now();
     state.polled_io();
     state.metrics.inflight.inc();
     let snapshot = state.policies.current();
-    let request_id = headers::request_id(req.headers());
-    let method = req.method().clone();
-    let mut trace = Trace {
-        principal_kind: "none",
-        ..Trace::default()
+    let mut pending = Pending {
+        state,
+        started: Instant::now(),
+        request_id: headers::request_id(req.headers()),
+        method: req.method().clone(),
+        trace: Trace {
+            principal_kind: "none",
+            ..Trace::default()
+        },
+        answered: false,
     };
-
-    let result = process(state, &snapshot, conn, req, &request_id, &mut trace).await;
+    let result = process(
+        state,
+        &snapshot,
+        conn,
+        req,
+        &pending.request_id,
+        &mut pending.trace,
+    )
+    .await;
     let (mut resp, error) = match result {
         Ok(r) => (r, None),
-        Err(e) => (e.into_response(&request_id), Some(e)),
+        Err(e) => (e.into_response(&pending.request_id), Some(e)),
     };
-    if let Some(d) = trace.rate {
+    if let Some(d) = pending.trace.rate {
         let h = resp.headers_mut();
         h.insert("ratelimit-limit", HeaderValue::from(d.limit));
         h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
         h.insert("ratelimit-reset", HeaderValue::from(d.reset_secs));
     }
-    record(
-        state,
-        &trace,
-        &method,
-        request_id.to_str().unwrap_or_default(),
-        resp.status(),
-        error.as_ref(),
-        started,
-    );
-    state.metrics.inflight.dec();
+    pending.answered(resp.status(), error.as_ref());
     resp
+}
+
+/// A request being handled. Its metrics and access-log line are recorded once it is
+/// answered, or, if its handler is dropped first (its connection cut at the end of the
+/// drain), then, as `DrainCut`.
+struct Pending<'a, 's> {
+    state: &'a State,
+    started: Instant,
+    request_id: HeaderValue,
+    method: Method,
+    trace: Trace<'s>,
+    answered: bool,
+}
+
+impl Pending<'_, '_> {
+    fn answered(&mut self, status: StatusCode, error: Option<&Error>) {
+        self.answered = true;
+        record(
+            self.state,
+            &self.trace,
+            &self.method,
+            self.request_id.to_str().unwrap_or_default(),
+            status,
+            error,
+            self.started,
+        );
+        self.state.metrics.inflight.dec();
+    }
+}
+
+impl Drop for Pending<'_, '_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let cut = Error::DrainCut;
+            self.answered(cut.status(), Some(&cut));
+        }
+    }
 }
 
 async fn process<'s>(

@@ -122,13 +122,8 @@ async fn run_on_one_cpu_uses_the_current_thread_scheduler_and_behaves_the_same()
     run_serve_reload_drain(true).await;
 }
 
-async fn run_serve_reload_drain(one_cpu: bool) {
-    let up = Upstream::start().await;
-    let builder = ProxyBuilder::new(&policy::standard())
-        .upstream("default", up.addr)
-        .upstream("sandbox", up.addr);
-    let (dir, config_file, _) = builder.write();
-    // Fixed ports are needed to reach the child; take free ones.
+/// Rewrites a harness config to fixed free ports (needed to reach a child process).
+fn fixed_ports(config_file: &std::path::Path) -> (std::net::SocketAddr, std::net::SocketAddr) {
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -136,11 +131,99 @@ async fn run_serve_reload_drain(one_cpu: bool) {
             .unwrap()
     };
     let (addr, admin) = (free(), free());
-    let config = std::fs::read_to_string(&config_file).unwrap().replace(
+    let config = std::fs::read_to_string(config_file).unwrap().replace(
         "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0",
         &format!("listen: {addr}\nadmin_listen: {admin}"),
     );
-    std::fs::write(&config_file, config).unwrap();
+    std::fs::write(config_file, config).unwrap();
+    (addr, admin)
+}
+
+async fn ready(admin: std::net::SocketAddr) {
+    let ready = format!("http://{admin}/readyz");
+    eventually(
+        Duration::from_secs(10),
+        "scopegate run becomes ready",
+        || {
+            let ready = ready.clone();
+            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_cut_at_the_drain_timeout_still_gets_its_access_log_line() {
+    let up = Upstream::start().await;
+    let builder = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .upstream("sandbox", up.addr)
+        .config("limits: { drain_timeout: 300ms }");
+    let (_dir, config_file, _) = builder.write();
+    let (addr, admin) = fixed_ports(&config_file);
+    let child = Command::new(BIN)
+        .args(["run", "--config", config_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ready(admin).await;
+    let url = format!("http://{addr}/public/cut");
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("x-request-id", "cut-by-the-drain")
+            .header("x-test-delay-ms", "5000")
+            .send()
+            .await
+    });
+    eventually(
+        Duration::from_secs(5),
+        "the slow request reaches the upstream",
+        || async { up.hits() == 1 },
+    )
+    .await;
+    let started = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        in_flight.await.unwrap().is_err(),
+        "the cut request got no answer"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["request_id"] == "cut-by-the-drain")
+        .unwrap_or_else(|| panic!("no access-log line for the cut request:\n{stdout}"));
+    assert_eq!(line["path"], "/public/cut");
+    assert_eq!(line["route"], "public");
+    assert_eq!(line["code"], "drain_timeout");
+    assert_eq!(line["status"], 503);
+}
+
+async fn run_serve_reload_drain(one_cpu: bool) {
+    let up = Upstream::start().await;
+    let builder = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .upstream("sandbox", up.addr);
+    let (dir, config_file, _) = builder.write();
+    let (addr, admin) = fixed_ports(&config_file);
 
     // `token` mints for an app of the same policy.
     let policy_file = dir.path().join("policy.yaml");
@@ -170,16 +253,7 @@ async fn run_serve_reload_drain(one_cpu: bool) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ready = format!("http://{admin}/readyz");
-    eventually(
-        Duration::from_secs(10),
-        "scopegate run becomes ready",
-        || {
-            let ready = ready.clone();
-            async move { reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) }
-        },
-    )
-    .await;
+    ready(admin).await;
     let base = format!("http://{addr}");
     assert_eq!(
         get(&format!("{base}/v1/bots/bot-1"), &[("auth", &token)])

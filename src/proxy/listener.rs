@@ -52,9 +52,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let builder = Arc::new(http_builder(&state.config.limits));
-    // Each connection holds a receiver until it ends; draining sends, then waits for none
+    // Each connection holds receivers until it ends; draining sends, then waits for none
     // to be left.
-    let (drain, _) = watch::channel(());
+    let (drain, _) = watch::channel(Phase::Serving);
     let drain_timeout = state.config.limits.drain_timeout;
     tokio::pin!(shutdown);
     loop {
@@ -81,11 +81,26 @@ pub async fn serve(
         ));
     }
     drop(listener);
-    let _ = drain.send(());
+    let _ = drain.send(Phase::Draining);
     tokio::select! {
         () = drain.closed() => tracing::info!("drained"),
-        () = tokio::time::sleep(drain_timeout) => tracing::warn!("drain timeout reached with requests still in flight"),
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!("drain timeout reached with requests still in flight: cutting them");
+            // Dropping each connection drops its requests' handlers, which log them.
+            let _ = drain.send(Phase::Cut);
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain.closed()).await;
+        }
     }
+}
+
+/// Where the listener is in its life, as its connections see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Finish what is in flight; take nothing new.
+    Draining,
+    /// The drain timeout passed: drop what is still in flight.
+    Cut,
 }
 
 /// One accepted connection, from the TLS handshake (if any) to its end.
@@ -95,7 +110,7 @@ async fn connection(
     tls: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut drain: watch::Receiver<()>,
+    mut drain: watch::Receiver<Phase>,
 ) {
     let header_read_timeout = state.config.limits.header_read_timeout;
     let activity = Activity::accepted(&state.config.limits);
@@ -118,29 +133,36 @@ async fn connection(
             Ok::<Response<Body>, Infallible>(response)
         }
     });
-    // Borrows `drain`: the receiver lives until this connection ends, so draining waits
-    // for the connection, not only for the signal to reach it.
+    // The receivers live until this connection ends, so draining waits for the
+    // connection, not only for the signal to reach it.
+    let mut cut = drain.clone();
     let drained = async {
-        let _ = drain.changed().await;
+        let _ = drain.wait_for(|p| *p != Phase::Serving).await;
     };
-    let result = match tls {
-        None => {
-            let io = TokioIo::new(Tap::new(stream, (Scanner::new(flag), activity.arrivals())));
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            idle::drive(conn, &activity, drained).await
-        }
-        Some(acceptor) => {
-            let handshake = acceptor.accept(stream);
-            match tokio::time::timeout(header_read_timeout, handshake).await {
-                Ok(Ok(tls_stream)) => {
-                    let observers = (Scanner::new(flag), activity.arrivals());
-                    let io = TokioIo::new(Tap::new(tls_stream, observers));
-                    let conn = builder.serve_connection_with_upgrades(io, service);
-                    idle::drive(conn, &activity, drained).await
+    let serve = async {
+        match tls {
+            None => {
+                let io = TokioIo::new(Tap::new(stream, (Scanner::new(flag), activity.arrivals())));
+                let conn = builder.serve_connection_with_upgrades(io, service);
+                idle::drive(conn, &activity, drained).await
+            }
+            Some(acceptor) => {
+                let handshake = acceptor.accept(stream);
+                match tokio::time::timeout(header_read_timeout, handshake).await {
+                    Ok(Ok(tls_stream)) => {
+                        let observers = (Scanner::new(flag), activity.arrivals());
+                        let io = TokioIo::new(Tap::new(tls_stream, observers));
+                        let conn = builder.serve_connection_with_upgrades(io, service);
+                        idle::drive(conn, &activity, drained).await
+                    }
+                    _ => Ok(()),
                 }
-                _ => return,
             }
         }
+    };
+    let result = tokio::select! {
+        result = serve => result,
+        _ = cut.wait_for(|p| *p == Phase::Cut) => Ok(()),
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
