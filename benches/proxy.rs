@@ -28,10 +28,10 @@ use scopegate::auth::cache::TokenCache;
 use scopegate::auth::credential::{self, Credential};
 use scopegate::auth::{Principal, api_key, jwt};
 use scopegate::authorize::authorize;
+use scopegate::path;
 use scopegate::pipeline::unix_now;
 use scopegate::policy::Policy;
 use scopegate::policy::compile::{Context, compile_bytes};
-use scopegate::proxy::path;
 
 /// The path every JWT/API-key bench asks for: route 0 of `support::policy`.
 const BOT_PATH: &str = "/v1/bots/st-1234";

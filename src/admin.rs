@@ -70,7 +70,7 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "api_keys": p.api_keys.len(),
                     "jwe_keys": p.jwe_keys.len(),
                 },
-                "token_cache_entries": state.token_cache.entry_count(),
+                "token_cache_entries": state.decider.verifier.cache.entry_count(),
             });
             let mut r = Response::new(full(body.to_string()));
             r.headers_mut().insert(

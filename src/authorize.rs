@@ -82,7 +82,7 @@ pub fn authorize<'p>(
 }
 
 /// A shadow-mode route forwards what enforcement would refuse, recording why.
-pub fn shadow<'p>(route: &'p Route, catalogue: usize, would_be: Error) -> Permit<'p> {
+pub(crate) fn shadow<'p>(route: &'p Route, catalogue: usize, would_be: Error) -> Permit<'p> {
     Permit {
         route: Some(route),
         principal: Principal::anonymous(catalogue),
@@ -92,7 +92,7 @@ pub fn shadow<'p>(route: &'p Route, catalogue: usize, would_be: Error) -> Permit
 }
 
 /// `unmatched: passthrough`: the operator chose to forward unmatched requests unauthenticated.
-pub fn passthrough<'p>(catalogue: usize) -> Permit<'p> {
+pub(crate) fn passthrough<'p>(catalogue: usize) -> Permit<'p> {
     Permit {
         route: None,
         principal: Principal::anonymous(catalogue),

@@ -182,7 +182,7 @@ pub fn script(
     creds: &Credentials,
 ) -> Result<String, String> {
     use std::fmt::Write;
-    let now = crate::pipeline::unix_now() as u64;
+    let now = crate::decide::unix_now() as u64;
     let key = |id: &str| {
         creds
             .keys

@@ -14,10 +14,10 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::Permit;
+use crate::decide::read_limited;
 use crate::error::Error;
 use crate::jose::jwe::{self, DecryptWith, Serialization};
 use crate::jose::keys::Recipient;
-use crate::pipeline::read_limited;
 use crate::policy::{App, Policy};
 use crate::proxy::{Body, full};
 

@@ -2,53 +2,42 @@
 //! next a typed proof:
 //!
 //! ```text
-//! check head -> normalize path -> match route -> extract credential -> verify -> rate limit
-//!            -> authorize (Permit) -> decrypt request -> forward -> encrypt response
-//!            -> metrics + access log
+//! check head -> decide (normalize path -> match route -> extract credential -> verify
+//!            -> rate limit -> authorize: Permit) -> decrypt request -> forward
+//!            -> encrypt response -> metrics + access log
 //! ```
 //!
 //! | stage | module | on failure |
 //! |---|---|---|
 //! | head hygiene (framing, target form, header size) | `check_head` below | 400 `malformed_request`, 431 |
-//! | path normalization | `proxy::path` | 400 `invalid_path` |
-//! | route match | `policy::routes` | 404 `no_route`, or passthrough when configured |
-//! | credential | `auth::credential` | 400 on ambiguity, 401 `missing_credentials` |
-//! | verification | `auth::{jwt, api_key, webhook}`, `auth::cache`, `auth::replay` | 401 with the spec's code |
-//! | rate limit | `auth::rate_limit` | 429 `rate_limited` |
-//! | authorization | `authorize` | 403 `insufficient_scope`, `resource_not_allowed` |
+//! | path normalization | `decide::normalize` (`path`) | 400 `invalid_path` |
+//! | the decision: route, credential, verification, rate limit, authorization | `decide` (`policy::routes`, `auth`, `authorize`) | 404 `no_route`, 400/401/403/429/503 with the spec's code |
 //! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
 //! | forwarding | `proxy::forward` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
-//! A shadow-mode route runs every check but forwards anyway, counting what it would refuse.
+//! The decision is `decide`'s, shared with every other front door; this file adds what
+//! only a proxy does: the JWKS document, payloads, the upstream leg and the record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt, Either, Limited};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
-use crate::auth::cache::TokenCache;
-use crate::auth::credential::{self, Credential};
-use crate::auth::jwt::{self, Verified};
-use crate::auth::rate_limit::{Decision, Limiter};
-use crate::auth::replay::ReplayStore;
-use crate::auth::{Identity, Principal, api_key, webhook};
-use crate::authorize::{self, Permit};
 use crate::busy_poll::BusyPoll;
-use crate::config::{Config, Unmatched};
+use crate::config::Config;
+use crate::decide::{self, Decider, Seen};
 use crate::error::Error;
 use crate::observe::access_log::{AccessLog, Record};
 use crate::observe::metrics::Metrics;
 use crate::payload;
-use crate::policy::Route;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::{self, Forwarder};
 use crate::proxy::headers::{self, Forwarding, IdentityNames, Peer};
-use crate::proxy::{Body, full, path};
+use crate::proxy::{Body, full};
 
 /// Where clients fetch the proxy's public JWE keys (SPEC §4).
 pub const JWKS_PATH: &str = "/.well-known/scopegate/jwks.json";
@@ -58,9 +47,8 @@ pub struct State {
     pub config: Config,
     pub policies: Arc<Policies>,
     pub forwarder: Forwarder,
-    pub token_cache: TokenCache,
-    pub replay: ReplayStore,
-    pub limiter: Limiter,
+    /// The decision, with the caches and stores it keeps.
+    pub decider: Decider,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub names: IdentityNames,
@@ -79,18 +67,14 @@ pub struct Conn {
     pub ambiguous_framing: bool,
 }
 
-/// What the request did, gathered along the way for metrics and the access log. It borrows
-/// from the request's policy snapshot and shares the principal's id value: no copies.
+/// What the request did, gathered along the way for metrics and the access log: what the
+/// decision saw, and the timings around it.
 #[derive(Default)]
 struct Trace<'s> {
     path: String,
-    route: Option<&'s str>,
-    principal_kind: &'static str,
-    principal_id: Option<HeaderValue>,
+    seen: Seen<'s>,
     auth: Duration,
     upstream: Option<(u16, Duration)>,
-    rate: Option<Decision>,
-    shadowed: Option<&'static str>,
 }
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
@@ -103,7 +87,10 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         request_id: headers::request_id(req.headers()),
         method: req.method().clone(),
         trace: Trace {
-            principal_kind: "none",
+            seen: Seen {
+                principal_kind: "none",
+                ..Seen::default()
+            },
             ..Trace::default()
         },
         answered: false,
@@ -121,7 +108,7 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         Ok(r) => (r, None),
         Err(e) => (e.into_response(&pending.request_id), Some(e)),
     };
-    if let Some(d) = pending.trace.rate {
+    if let Some(d) = pending.trace.seen.rate {
         let h = resp.headers_mut();
         h.insert("ratelimit-limit", HeaderValue::from(d.limit));
         h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
@@ -182,45 +169,27 @@ async fn process<'s>(
         state.config.limits.max_header_bytes,
     )?;
     let (mut parts, body) = req.into_parts();
-    let normalized =
-        path::normalize(parts.uri.path()).map_err(|e| Error::InvalidPath(e.to_string()))?;
+    let normalized = decide::normalize(parts.uri.path())?;
     t.path = normalized.to_string();
-    // SPEC §5: never forwarded, whatever the route's methods or `unmatched` say.
-    if parts.method == Method::TRACE || parts.method == Method::CONNECT {
-        return Err(Error::NoRoute);
-    }
     if parts.method == Method::GET && normalized == JWKS_PATH {
         let mut r = jwks(snap);
         headers::prepare_response(r.headers_mut(), request_id);
         return Ok(r);
     }
 
-    let policy = &snap.policy;
     let auth_started = Instant::now();
     let mut body: Body = Either::Left(body);
-    let permit = match policy.router.at(&parts.method, &normalized) {
-        None if state.config.unmatched == Unmatched::Passthrough => {
-            authorize::passthrough(policy.scopes.len())
-        }
-        None => return Err(Error::NoRoute),
-        Some(m) => {
-            let route = &policy.routes[m.route];
-            t.route = Some(&route.id);
-            match decide(state, snap, route, &m.params, &parts.headers, &mut body, t).await {
-                Ok(permit) => permit,
-                Err(e) if route.shadow && e.origin() == crate::error::Source::Client => {
-                    t.shadowed = Some(e.code());
-                    state
-                        .metrics
-                        .shadow_denials
-                        .with_label_values(&[&route.id, e.code()])
-                        .inc();
-                    authorize::shadow(route, policy.scopes.len(), e)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    };
+    let permit = state
+        .decider
+        .decide(
+            snap,
+            &parts.method,
+            &normalized,
+            &parts.headers,
+            &mut body,
+            &mut t.seen,
+        )
+        .await?;
     t.auth = auth_started.elapsed();
     state.metrics.auth_duration.observe(t.auth.as_secs_f64());
 
@@ -311,164 +280,6 @@ async fn process<'s>(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Credential -> principal -> rate limit -> permit, for one matched route.
-async fn decide<'p>(
-    state: &State,
-    snap: &'p Snapshot,
-    route: &'p Route,
-    params: &[&str],
-    headers: &HeaderMap,
-    body: &mut Body,
-    t: &mut Trace<'_>,
-) -> Result<Permit<'p>, Error> {
-    let policy = &snap.policy;
-    let catalogue = policy.scopes.len();
-    let principal = if route.auth.only_none() {
-        Principal::anonymous(catalogue)
-    } else if let Some(w) = (route.webhook.as_ref())
-        // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
-        .filter(|_| !route.auth.none || headers.contains_key(headers::X_SIGNATURE))
-    {
-        let bytes = read_limited(
-            std::mem::replace(body, full(Bytes::new())),
-            state.config.limits.max_body_bytes,
-        )
-        .await?;
-        let sig = headers
-            .get(headers::X_SIGNATURE)
-            .and_then(|v| v.to_str().ok());
-        webhook::verify(w, sig, &bytes, unix_now() as i64)?;
-        *body = full(bytes);
-        Principal {
-            identity: Identity::Webhook,
-            ..Principal::anonymous(catalogue)
-        }
-    } else {
-        match credential::extract(headers)? {
-            None if route.auth.none => Principal::anonymous(catalogue),
-            None => return Err(Error::MissingCredentials),
-            Some(Credential::Jws(token)) if route.auth.jwt => {
-                verify_token(state, snap, token, false).await?
-            }
-            Some(Credential::Jwe(token)) if route.auth.jwt => {
-                verify_token(state, snap, token, true).await?
-            }
-            Some(Credential::ApiKey(key)) if route.auth.api_key => {
-                api_key::verify(policy, key, unix_now() as i64)?
-            }
-            Some(_) => {
-                return Err(Error::InvalidToken(
-                    "credential kind not accepted on this route",
-                ));
-            }
-        }
-    };
-    t.principal_kind = principal.kind();
-    t.principal_id = principal.id().cloned();
-
-    let limit = match &principal.identity {
-        Identity::Jwt { app } => app.rate_limit.clone(),
-        Identity::ApiKey { key } => key.rate_limit.clone(),
-        _ => None,
-    };
-    if let Some(limit) = limit {
-        let d = state.limiter.check(&limit.bucket, limit.rate).await?;
-        t.rate = Some(d);
-        if !d.allowed {
-            return Err(Error::RateLimited {
-                retry_after_secs: d.retry_after_secs,
-            });
-        }
-    }
-    authorize::authorize(policy, route, params, principal, &state.config.environments)
-}
-
-/// Verifies a JWS or JWE token, through the token cache, then the per-use checks (time,
-/// single-use jti) that no cache may skip.
-async fn verify_token(
-    state: &State,
-    snap: &Snapshot,
-    token: &str,
-    is_jwe: bool,
-) -> Result<Principal, Error> {
-    let now = unix_now();
-    let verified = cached(state, snap, token, is_jwe, now)?;
-    per_use_checks(state, &verified, now).await?;
-    Ok(verified.principal.clone())
-}
-
-/// The verdict for a token: from this thread's recent tokens, else (asymmetric and JWE
-/// tokens, whose signatures are worth a hash and a shared lookup) from the shared cache,
-/// else verified and stored.
-fn cached(
-    state: &State,
-    snap: &Snapshot,
-    token: &str,
-    is_jwe: bool,
-    now: f64,
-) -> Result<Arc<Verified>, Error> {
-    let cache = &state.token_cache;
-    if let Some(v) = cache.get_local(snap.generation, token, now) {
-        state.metrics.token_cache_hits.inc();
-        return Ok(v);
-    }
-    let v = if is_jwe {
-        shared(state, snap, token, now, || {
-            jwt::verify_jwe(&snap.policy, token)
-        })?
-    } else {
-        let jws = jwt::Jws::parse(token)?;
-        if jws.is_asymmetric() {
-            shared(state, snap, token, now, || {
-                jwt::verify(&snap.policy, &jws, false)
-            })?
-        } else {
-            state.metrics.token_cache_misses.inc();
-            Arc::new(jwt::verify(&snap.policy, &jws, false)?)
-        }
-    };
-    cache.insert_local(snap.generation, token, &v, now);
-    Ok(v)
-}
-
-/// The shared cache's verdict, or `verify`'s, stored.
-fn shared(
-    state: &State,
-    snap: &Snapshot,
-    token: &str,
-    now: f64,
-    verify: impl FnOnce() -> Result<Verified, Error>,
-) -> Result<Arc<Verified>, Error> {
-    let key = TokenCache::key(snap.generation, token);
-    if let Some(v) = state.token_cache.get(&key) {
-        state.metrics.token_cache_hits.inc();
-        return Ok(v);
-    }
-    state.metrics.token_cache_misses.inc();
-    let v = Arc::new(verify()?);
-    state.token_cache.insert(key, v.clone(), now);
-    Ok(v)
-}
-
-/// What no cache may skip: the clock, and a single-use jti.
-async fn per_use_checks(state: &State, verified: &Verified, now: f64) -> Result<(), Error> {
-    jwt::check_time(verified, now)?;
-    if verified.app.single_use_jti {
-        let jti = verified.jti.as_deref().ok_or(Error::JtiRequired)?;
-        // Validation makes single_use_jti require exp, so every token here has one.
-        let exp = verified.exp.ok_or(Error::InvalidToken("no exp"))?;
-        let accepted_until = exp + verified.app.leeway_secs as f64;
-        if !state
-            .replay
-            .first_use(&verified.app.client_id, jti, accepted_until, now)
-            .await?
-        {
-            return Err(Error::TokenReplayed);
-        }
-    }
-    Ok(())
-}
-
 /// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).
 fn check_head(
     req: &Request<Incoming>,
@@ -510,15 +321,6 @@ fn check_head(
     Ok(())
 }
 
-/// Reads a whole body, refusing it past `limit` bytes.
-pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
-        Err(_) => Err(Error::MalformedRequest("request body could not be read")),
-    }
-}
-
 fn jwks(snap: &Snapshot) -> Response<Body> {
     let mut r = Response::new(full(snap.policy.jwks.clone()));
     r.headers_mut().insert(
@@ -544,6 +346,7 @@ fn record(
     let elapsed = started.elapsed();
     let code = error.map(Error::code).unwrap_or("ok");
     let route = t
+        .seen
         .route
         .unwrap_or(if error.is_some_and(|e| matches!(e, Error::NoRoute)) {
             "no_route"
@@ -574,22 +377,17 @@ fn record(
         status: status.as_u16(),
         code,
         reason: error.map(|e| e.to_string()),
-        principal_kind: t.principal_kind,
-        principal_id: t.principal_id.as_ref().and_then(|v| v.to_str().ok()),
+        principal_kind: t.seen.principal_kind,
+        principal_id: t.seen.principal_id.as_ref().and_then(|v| v.to_str().ok()),
         upstream_status: t.upstream.map(|u| u.0),
         duration: elapsed,
         auth: t.auth,
         upstream: t.upstream.map(|u| u.1),
-        shadow: t.shadowed.is_some(),
+        shadow: t.seen.shadowed.is_some(),
     });
 }
 
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+pub use crate::decide::unix_now;
 
 impl State {
     pub fn is_ready(&self) -> bool {

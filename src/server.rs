@@ -12,8 +12,10 @@ use tokio::task::JoinHandle;
 use crate::auth::cache::TokenCache;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
+use crate::auth::verify::Verifier;
 use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ReplayStoreConfig};
+use crate::decide::Decider;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::pipeline::State;
@@ -101,9 +103,19 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
     let state = Arc::new(State {
         names: IdentityNames::new(&config.identity_header_prefix).map_err(|e| e.to_string())?,
         forwarder: Forwarder::new(&config),
-        token_cache: TokenCache::new(100_000),
-        replay,
-        limiter,
+        decider: Decider {
+            verifier: Verifier {
+                cache: TokenCache::new(100_000),
+                replay,
+                hits: metrics.token_cache_hits.clone(),
+                misses: metrics.token_cache_misses.clone(),
+            },
+            limiter,
+            unmatched: config.unmatched,
+            environments: config.environments.clone(),
+            max_body_bytes: config.limits.max_body_bytes,
+            shadow_denials: metrics.shadow_denials.clone(),
+        },
         metrics: metrics.clone(),
         access_log: AccessLog::new(options.access_log, metrics.access_log_dropped.clone()),
         draining: AtomicBool::new(false),

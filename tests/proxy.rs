@@ -631,7 +631,7 @@ async fn single_use_jti_is_accepted_once() {
 #[tokio::test]
 async fn a_far_future_exp_is_refused_before_its_jti_is_remembered() {
     let (up, _, p) = standard().await;
-    let replay = &p.running.as_ref().unwrap().state.replay;
+    let replay = &p.running.as_ref().unwrap().state.decider.verifier.replay;
     // A stream of distinct jtis on tokens far past max_lifetime: none is remembered.
     for (n, exp) in ["1e300", "9.2e15", "9223372036854775807"]
         .iter()

@@ -1,9 +1,9 @@
-//! Fuzzes `proxy::path::normalize` with arbitrary UTF-8: it must never panic,
+//! Fuzzes `path::normalize` with arbitrary UTF-8: it must never panic,
 //! and every accepted path must be normal and stable under re-normalization.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use scopegate::proxy::path::normalize;
+use scopegate::path::normalize;
 use std::borrow::Cow;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,6 +7,7 @@ pub mod credential;
 pub mod jwt;
 pub mod rate_limit;
 pub mod replay;
+pub mod verify;
 pub mod webhook;
 
 use std::sync::Arc;

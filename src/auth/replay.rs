@@ -104,9 +104,9 @@ mod tests {
     #[tokio::test]
     async fn memory_store_accepts_once_per_app() {
         let s = ReplayStore::memory();
-        assert!(s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
-        assert!(!s.first_use("a", "j1", 2e9, 1e9).await.unwrap());
-        assert!(s.first_use("b", "j1", 2e9, 1e9).await.unwrap());
+        assert!(s.first_use("a", "j1", 1e9 + 60.0, 1e9).await.unwrap());
+        assert!(!s.first_use("a", "j1", 1e9 + 60.0, 1e9).await.unwrap());
+        assert!(s.first_use("b", "j1", 1e9 + 60.0, 1e9).await.unwrap());
     }
 
     #[tokio::test]
@@ -127,7 +127,7 @@ mod tests {
     #[tokio::test]
     async fn memory_is_bounded_by_the_tokens_lifetimes() {
         let s = ReplayStore::memory();
-        let now = crate::pipeline::unix_now();
+        let now = crate::decide::unix_now();
         for i in 0..20_000 {
             assert!(s.first_use("a", &format!("j{i}"), now, now).await.unwrap());
         }

@@ -43,7 +43,7 @@ impl Template {
         if !path.starts_with('/') {
             return Err("a path template must start with '/'".into());
         }
-        let trimmed = crate::proxy::path::trim_trailing_slash(path);
+        let trimmed = crate::path::trim_trailing_slash(path);
         let mut shape = String::with_capacity(trimmed.len());
         let mut params = Vec::new();
         let segments: Vec<&str> = trimmed.split('/').skip(1).collect();
@@ -138,10 +138,7 @@ impl Router {
     /// Matches a normalized path. A method list naming the method wins over one that allows
     /// it only as HEAD-for-GET, which wins over `*`: policy order never decides.
     pub fn at<'p>(&self, method: &Method, path: &'p str) -> Option<Matched<'p>> {
-        let found = self
-            .tree
-            .at(crate::proxy::path::trim_trailing_slash(path))
-            .ok()?;
+        let found = self.tree.at(crate::path::trim_trailing_slash(path)).ok()?;
         let node = &self.nodes[*found.value];
         let rank = |m: &Methods| match m {
             Methods::List(l) if l.contains(method) => 0,

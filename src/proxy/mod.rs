@@ -6,7 +6,6 @@ pub mod framing;
 pub mod headers;
 pub mod idle;
 pub mod listener;
-pub mod path;
 pub mod tap;
 pub mod tls;
 
