@@ -41,7 +41,7 @@ impl ReplayStore {
     }
 
     /// The jtis remembered in memory (0 for Redis), once expired ones are dropped.
-    pub fn len(&self) -> u64 {
+    pub fn remembered(&self) -> u64 {
         match self {
             ReplayStore::Memory(cache) => {
                 cache.run_pending_tasks();
@@ -121,7 +121,7 @@ mod tests {
                 "{until}"
             );
         }
-        assert_eq!(s.len(), 0);
+        assert_eq!(s.remembered(), 0);
     }
 
     #[tokio::test]
@@ -131,9 +131,9 @@ mod tests {
         for i in 0..20_000 {
             assert!(s.first_use("a", &format!("j{i}"), now, now).await.unwrap());
         }
-        assert_eq!(s.len(), 20_000);
+        assert_eq!(s.remembered(), 20_000);
         // Accepted until now: remembered for the one second past it, then dropped.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert_eq!(s.len(), 0);
+        assert_eq!(s.remembered(), 0);
     }
 }
