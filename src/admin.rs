@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::pipeline::State;
 use crate::proxy::idle::{self, Activity};
 use crate::proxy::tap::Tap;
-use crate::proxy::{Body, full};
+use crate::wire::{Body, full};
 
 pub async fn serve(state: Arc<State>, listener: TcpListener) {
     let builder = crate::proxy::listener::http_builder(&state.config.limits);

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use http::{HeaderMap, HeaderValue};
+
 use crate::auth::{Identity, Principal};
 use crate::error::Error;
 use crate::policy::{Environment, Policy, Route};
+use crate::wire::IdentityNames;
 
 /// Proof that a request may go upstream, and as whom.
 #[derive(Debug)]
@@ -30,10 +33,69 @@ impl<'p> Permit<'p> {
     pub fn shadowed(&self) -> Option<&Error> {
         self.shadowed.as_ref()
     }
+    /// Writes the trusted identity headers (SPEC §5) — after the client's own
+    /// identity-prefixed headers were removed — for the upstream or, from the authorization
+    /// service, for the ingress to copy.
+    pub fn write_identity(&self, names: &IdentityNames, headers: &mut HeaderMap) {
+        let principal = &self.principal;
+        headers.insert(
+            names.kind.clone(),
+            HeaderValue::from_static(principal.kind()),
+        );
+        match &principal.identity {
+            Identity::Jwt { app } => {
+                headers.insert(names.app_id.clone(), app.id_header.clone());
+            }
+            Identity::ApiKey { key } => {
+                headers.insert(names.key_id.clone(), key.id.clone());
+            }
+            Identity::Anonymous | Identity::Webhook => {}
+        }
+        if let Some(sub) = &principal.subject {
+            headers.insert(names.subject.clone(), sub.clone());
+        }
+        if !matches!(principal.identity, Identity::Anonymous) {
+            if let Some(scopes) = &principal.scopes_header {
+                headers.insert(names.scopes.clone(), scopes.clone());
+            }
+        }
+        if let Some(route) = self.route {
+            headers.insert(names.route.clone(), route.id_header.clone());
+        }
+        for (name, value) in &principal.claim_headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// Binds the request this permit lets through.
+    pub fn bind<T>(self, request: T) -> Permitted<'p, T> {
+        Permitted {
+            permit: self,
+            request,
+        }
+    }
+
     /// Shadow routes keep the client's credential: the upstream still authenticates itself
     /// while the policy is being tried out.
     pub fn keeps_credentials(&self) -> bool {
         self.route.is_some_and(|r| r.shadow)
+    }
+}
+
+/// A request bound to the permit that let it through, as linkerd2-proxy's `Permitted<T>`:
+/// what goes upstream is what was authorized, and only a permit makes one.
+#[derive(Debug)]
+pub struct Permitted<'p, T> {
+    permit: Permit<'p>,
+    request: T,
+}
+
+impl<'p, T> Permitted<'p, T> {
+    pub fn permit(&self) -> &Permit<'p> {
+        &self.permit
+    }
+    pub fn into_parts(self) -> (Permit<'p>, T) {
+        (self.permit, self.request)
     }
 }
 
@@ -98,5 +160,19 @@ pub(crate) fn passthrough<'p>(catalogue: usize) -> Permit<'p> {
         principal: Principal::anonymous(catalogue),
         upstream: 0,
         shadowed: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_anonymous_permit_says_so() {
+        let mut h = HeaderMap::new();
+        let names = IdentityNames::new("x-auth-").unwrap();
+        passthrough(0).write_identity(&names, &mut h);
+        assert_eq!(h.get("x-auth-kind").unwrap(), "none");
+        assert_eq!(h.len(), 1);
     }
 }

@@ -28,7 +28,7 @@ use crate::error::{Error, Source};
 use crate::path;
 use crate::policy::Route;
 use crate::policy::snapshot::Snapshot;
-use crate::proxy::{Body, full, headers};
+use crate::wire::{Body, X_SIGNATURE, full};
 
 /// What the decision needs beyond the snapshot: the verifier with its caches, the rate
 /// limiter, and the config it reads.
@@ -116,16 +116,14 @@ impl Decider {
             Principal::anonymous(catalogue)
         } else if let Some(w) = (route.webhook.as_ref())
             // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
-            .filter(|_| !route.auth.none || headers.contains_key(headers::X_SIGNATURE))
+            .filter(|_| !route.auth.none || headers.contains_key(X_SIGNATURE))
         {
             let bytes = read_limited(
                 std::mem::replace(body, full(Bytes::new())),
                 self.max_body_bytes,
             )
             .await?;
-            let sig = headers
-                .get(headers::X_SIGNATURE)
-                .and_then(|v| v.to_str().ok());
+            let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
             webhook::verify(w, sig, &bytes, unix_now() as i64)?;
             *body = full(bytes);
             Principal {

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::proxy::{Body, full};
+use crate::wire::{Body, full};
 
 /// An upstream that answers every request with JSON describing what it received: method,
 /// path, query and headers. It lets a user see the identity headers the proxy adds.

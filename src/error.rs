@@ -6,7 +6,7 @@
 
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::proxy::{Body, full};
+use crate::wire::{Body, full};
 
 /// Where a failure came from: decides 4xx vs 5xx mechanically and lets metrics split them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,122 +88,100 @@ pub enum Error {
     DrainCut,
 }
 
-impl Error {
-    pub fn status(&self) -> StatusCode {
-        use Error::*;
-        match self {
-            InvalidPath(_)
-            | MalformedRequest(_)
-            | EncryptionRequired
-            | InvalidEncryptedPayload(_) => StatusCode::BAD_REQUEST,
-            InvalidClient | MissingCredentials | InvalidToken(_) | TokenExpired
-            | TokenNotYetValid | InvalidAudience | JtiRequired | TokenReplayed | JweRequired
-            | InvalidApiKey | ApiKeyExpired | ApiKeyDisabled | InvalidSignature(_)
-            | StaleSignature => StatusCode::UNAUTHORIZED,
-            InsufficientScope(_) | ResourceNotAllowed(_) => StatusCode::FORBIDDEN,
-            NoRoute => StatusCode::NOT_FOUND,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            UpstreamUnavailable(_) | UpstreamConnect(_) | EncryptionFailed(_) => {
-                StatusCode::BAD_GATEWAY
-            }
-            NotReady | ReplayStoreUnavailable(_) | KeysUnavailable | DrainCut => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+/// Everything a refusal is, besides its internal reason: one row per variant.
+struct Meta {
+    status: StatusCode,
+    /// The stable, public code of SPEC §6.
+    code: &'static str,
+    /// The sentence a client reads. Fixed per code: it never carries the internal reason.
+    detail: &'static str,
+    origin: Source,
+    /// For `scopegate_upstream_errors_total{kind}`.
+    upstream_kind: Option<&'static str>,
+}
+
+impl Meta {
+    const fn new(
+        status: StatusCode,
+        code: &'static str,
+        detail: &'static str,
+        origin: Source,
+        upstream_kind: Option<&'static str>,
+    ) -> Meta {
+        Meta {
+            status,
+            code,
+            detail,
+            origin,
+            upstream_kind,
         }
+    }
+}
+
+impl Error {
+    /// The one table: status, code, detail, origin and upstream error kind of every
+    /// variant. No wildcard arm, so a new variant cannot be added without all five.
+    fn meta(&self) -> Meta {
+        use Error::*;
+        #[rustfmt::skip]
+        let meta = match self {
+            InvalidPath(_) => Meta::new(StatusCode::BAD_REQUEST, "invalid_path", "the request path is not acceptable", Source::Client, None),
+            MalformedRequest(_) => Meta::new(StatusCode::BAD_REQUEST, "malformed_request", "the request is malformed", Source::Client, None),
+            EncryptionRequired => Meta::new(StatusCode::BAD_REQUEST, "encryption_required", "this route requires an encrypted request body", Source::Client, None),
+            InvalidEncryptedPayload(_) => Meta::new(StatusCode::BAD_REQUEST, "invalid_encrypted_payload", "the encrypted request body could not be processed", Source::Client, None),
+            InvalidClient => Meta::new(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client credentials", Source::Client, None),
+            MissingCredentials => Meta::new(StatusCode::UNAUTHORIZED, "missing_credentials", "credentials are required", Source::Client, None),
+            InvalidToken(_) => Meta::new(StatusCode::UNAUTHORIZED, "invalid_token", "the token is not valid", Source::Client, None),
+            TokenExpired => Meta::new(StatusCode::UNAUTHORIZED, "token_expired", "the token has expired", Source::Client, None),
+            TokenNotYetValid => Meta::new(StatusCode::UNAUTHORIZED, "token_not_yet_valid", "the token is not valid yet", Source::Client, None),
+            InvalidAudience => Meta::new(StatusCode::UNAUTHORIZED, "invalid_audience", "the token is not meant for this audience", Source::Client, None),
+            JtiRequired => Meta::new(StatusCode::UNAUTHORIZED, "jti_required", "the token must carry a jti claim", Source::Client, None),
+            TokenReplayed => Meta::new(StatusCode::UNAUTHORIZED, "token_replayed", "the token has already been used", Source::Client, None),
+            JweRequired => Meta::new(StatusCode::UNAUTHORIZED, "jwe_required", "the token must be encrypted (JWE)", Source::Client, None),
+            InvalidApiKey => Meta::new(StatusCode::UNAUTHORIZED, "invalid_api_key", "the API key is not valid", Source::Client, None),
+            ApiKeyExpired => Meta::new(StatusCode::UNAUTHORIZED, "api_key_expired", "the API key has expired", Source::Client, None),
+            ApiKeyDisabled => Meta::new(StatusCode::UNAUTHORIZED, "api_key_disabled", "the API key has been disabled", Source::Client, None),
+            InvalidSignature(_) => Meta::new(StatusCode::UNAUTHORIZED, "invalid_signature", "the request signature is not valid", Source::Client, None),
+            StaleSignature => Meta::new(StatusCode::UNAUTHORIZED, "stale_signature", "the request signature is too old or too new", Source::Client, None),
+            InsufficientScope(_) => Meta::new(StatusCode::FORBIDDEN, "insufficient_scope", "the credential lacks a required scope", Source::Client, None),
+            ResourceNotAllowed(_) => Meta::new(StatusCode::FORBIDDEN, "resource_not_allowed", "the credential is not allowed this resource", Source::Client, None),
+            NoRoute => Meta::new(StatusCode::NOT_FOUND, "no_route", "no route matches this request", Source::Client, None),
+            PayloadTooLarge => Meta::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large", Source::Client, None),
+            HeadersTooLarge => Meta::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "the request headers are too large", Source::Client, None),
+            RateLimited { .. } => Meta::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests", Source::Client, None),
+            UpstreamUnavailable(_) => Meta::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream service is unavailable", Source::Upstream, Some("protocol")),
+            UpstreamConnect(_) => Meta::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream service is unavailable", Source::Upstream, Some("connect")),
+            EncryptionFailed(_) => Meta::new(StatusCode::BAD_GATEWAY, "encryption_failed", "the response could not be encrypted", Source::Internal, None),
+            NotReady => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the proxy is not ready", Source::Internal, None),
+            ReplayStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "replay_store_unavailable", "the replay store is unavailable", Source::Internal, None),
+            KeysUnavailable => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "signing keys are unavailable", Source::Internal, None),
+            UpstreamTimeout => Meta::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service timed out", Source::Upstream, Some("timeout")),
+            DrainCut => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "drain_timeout", "the proxy stopped before answering", Source::Internal, None),
+        };
+        meta
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.meta().status
     }
 
     /// The stable, public code of SPEC §6.
     pub fn code(&self) -> &'static str {
-        use Error::*;
-        match self {
-            InvalidPath(_) => "invalid_path",
-            MalformedRequest(_) => "malformed_request",
-            EncryptionRequired => "encryption_required",
-            InvalidEncryptedPayload(_) => "invalid_encrypted_payload",
-            InvalidClient => "invalid_client",
-            MissingCredentials => "missing_credentials",
-            InvalidToken(_) => "invalid_token",
-            TokenExpired => "token_expired",
-            TokenNotYetValid => "token_not_yet_valid",
-            InvalidAudience => "invalid_audience",
-            JtiRequired => "jti_required",
-            TokenReplayed => "token_replayed",
-            JweRequired => "jwe_required",
-            InvalidApiKey => "invalid_api_key",
-            ApiKeyExpired => "api_key_expired",
-            ApiKeyDisabled => "api_key_disabled",
-            InvalidSignature(_) => "invalid_signature",
-            StaleSignature => "stale_signature",
-            InsufficientScope(_) => "insufficient_scope",
-            ResourceNotAllowed(_) => "resource_not_allowed",
-            NoRoute => "no_route",
-            PayloadTooLarge => "payload_too_large",
-            HeadersTooLarge => "headers_too_large",
-            RateLimited { .. } => "rate_limited",
-            UpstreamUnavailable(_) | UpstreamConnect(_) => "upstream_unavailable",
-            EncryptionFailed(_) => "encryption_failed",
-            NotReady => "not_ready",
-            ReplayStoreUnavailable(_) => "replay_store_unavailable",
-            KeysUnavailable => "keys_unavailable",
-            UpstreamTimeout => "upstream_timeout",
-            DrainCut => "drain_timeout",
-        }
+        self.meta().code
     }
 
-    /// The sentence a client reads. Fixed per code: it never carries the internal reason.
     fn public_detail(&self) -> &'static str {
-        use Error::*;
-        match self {
-            InvalidPath(_) => "the request path is not acceptable",
-            MalformedRequest(_) => "the request is malformed",
-            EncryptionRequired => "this route requires an encrypted request body",
-            InvalidEncryptedPayload(_) => "the encrypted request body could not be processed",
-            InvalidClient => "invalid client credentials",
-            MissingCredentials => "credentials are required",
-            InvalidToken(_) => "the token is not valid",
-            TokenExpired => "the token has expired",
-            TokenNotYetValid => "the token is not valid yet",
-            InvalidAudience => "the token is not meant for this audience",
-            JtiRequired => "the token must carry a jti claim",
-            TokenReplayed => "the token has already been used",
-            JweRequired => "the token must be encrypted (JWE)",
-            InvalidApiKey => "the API key is not valid",
-            ApiKeyExpired => "the API key has expired",
-            ApiKeyDisabled => "the API key has been disabled",
-            InvalidSignature(_) => "the request signature is not valid",
-            StaleSignature => "the request signature is too old or too new",
-            InsufficientScope(_) => "the credential lacks a required scope",
-            ResourceNotAllowed(_) => "the credential is not allowed this resource",
-            NoRoute => "no route matches this request",
-            PayloadTooLarge => "the request body is too large",
-            HeadersTooLarge => "the request headers are too large",
-            RateLimited { .. } => "too many requests",
-            UpstreamUnavailable(_) | UpstreamConnect(_) => "the upstream service is unavailable",
-            EncryptionFailed(_) => "the response could not be encrypted",
-            NotReady => "the proxy is not ready",
-            ReplayStoreUnavailable(_) => "the replay store is unavailable",
-            KeysUnavailable => "signing keys are unavailable",
-            UpstreamTimeout => "the upstream service timed out",
-            DrainCut => "the proxy stopped before answering",
-        }
+        self.meta().detail
     }
 
     /// Named `origin`, not `source`: thiserror already gives `Error` the std `source()`.
     pub fn origin(&self) -> Source {
-        match self {
-            Error::UpstreamUnavailable(_) | Error::UpstreamConnect(_) | Error::UpstreamTimeout => {
-                Source::Upstream
-            }
-            Error::EncryptionFailed(_)
-            | Error::NotReady
-            | Error::ReplayStoreUnavailable(_)
-            | Error::KeysUnavailable
-            | Error::DrainCut => Source::Internal,
-            _ => Source::Client,
-        }
+        self.meta().origin
+    }
+
+    /// What went wrong upstream, for `scopegate_upstream_errors_total{kind}`.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        self.meta().upstream_kind
     }
 
     /// Framing errors leave the connection in an unknown state: answer, then close it so
@@ -231,7 +209,7 @@ impl Error {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(crate::proxy::headers::X_REQUEST_ID, request_id.clone());
+        h.insert(crate::wire::X_REQUEST_ID, request_id.clone());
         match self {
             Error::MissingCredentials => {
                 h.insert(

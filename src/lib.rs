@@ -18,6 +18,8 @@ pub mod payload;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod store;
+pub mod wire;
 pub mod yaml;

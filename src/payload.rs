@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::jose::jwe::{self, DecryptWith, Serialization};
 use crate::jose::keys::Recipient;
 use crate::policy::{App, Policy};
-use crate::proxy::{Body, full};
+use crate::wire::{Body, full};
 
 const JOSE: &str = "application/jose";
 const JOSE_JSON: &str = "application/jose+json";

@@ -27,6 +27,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
+use crate::authorize::Permitted;
 use crate::busy_poll::BusyPoll;
 use crate::config::Config;
 use crate::decide::{self, Decider, Seen};
@@ -35,9 +36,10 @@ use crate::observe::access_log::{AccessLog, Record};
 use crate::observe::metrics::Metrics;
 use crate::payload;
 use crate::policy::snapshot::{Policies, Snapshot};
-use crate::proxy::forward::{self, Forwarder};
-use crate::proxy::headers::{self, Forwarding, IdentityNames, Peer};
-use crate::proxy::{Body, full};
+use crate::proxy::forward::Forwarder;
+use crate::proxy::headers::{self, Forwarding};
+use crate::proxy::listener::{Conn, Handler};
+use crate::wire::{Body, IdentityNames, full};
 
 /// Where clients fetch the proxy's public JWE keys (SPEC §4).
 pub const JWKS_PATH: &str = "/.well-known/scopegate/jwks.json";
@@ -57,16 +59,6 @@ pub struct State {
     pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
-/// The client side of one connection.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    pub peer: Peer,
-    pub https: bool,
-    /// The connection sent a header block with both Content-Length and Transfer-Encoding
-    /// (which the HTTP parser resolves silently; see `proxy::framing`).
-    pub ambiguous_framing: bool,
-}
-
 /// What the request did, gathered along the way for metrics and the access log: what the
 /// decision saw, and the timings around it.
 #[derive(Default)]
@@ -75,6 +67,12 @@ struct Trace<'s> {
     seen: Seen<'s>,
     auth: Duration,
     upstream: Option<(u16, Duration)>,
+}
+
+impl Handler for Arc<State> {
+    async fn handle(&self, conn: Conn, req: Request<Incoming>) -> Response<Body> {
+        handle(self, conn, req).await
+    }
 }
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
@@ -221,13 +219,8 @@ async fn process<'s>(
         }),
         keep_credentials: permit.keeps_credentials(),
     };
-    headers::prepare_request(
-        &mut parts.headers,
-        &state.names,
-        permit.principal(),
-        permit.route().map(|r| &r.id_header),
-        &forwarding,
-    );
+    headers::prepare_request(&mut parts.headers, &state.names, &forwarding);
+    permit.write_identity(&state.names, &mut parts.headers);
     if seal.is_some() {
         payload::upstream_accept(&mut parts.headers);
     }
@@ -237,15 +230,15 @@ async fn process<'s>(
         (base, Some(q)) => format!("{base}{normalized}?{q}"),
     };
     let upstream_name = up.name.as_str();
-    let req = Request::from_parts(parts, body);
+    let permitted = permit.bind(Request::from_parts(parts, body));
     state.polled_io();
-    let sent = state.forwarder.send(&permit, path_and_query, req).await;
+    let sent = forward(state, permitted, path_and_query).await;
     // The window runs from the last I/O, so it also covers the client's next request.
     state.polled_io();
     let (resp, took) = match sent {
         Ok(r) => r,
         Err(e) => {
-            if let Some(kind) = forward::error_kind(&e) {
+            if let Some(kind) = e.upstream_kind() {
                 state
                     .metrics
                     .upstream_errors
@@ -278,6 +271,19 @@ async fn process<'s>(
         None => Either::Left(body),
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// The one way to the upstream: a permitted request.
+async fn forward(
+    state: &State,
+    permitted: Permitted<'_, Request<Body>>,
+    path_and_query: String,
+) -> Result<(Response<Incoming>, Duration), Error> {
+    let (permit, req) = permitted.into_parts();
+    state
+        .forwarder
+        .send(permit.upstream(), path_and_query, req)
+        .await
 }
 
 /// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).

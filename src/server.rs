@@ -21,11 +21,11 @@ use crate::observe::metrics::Metrics;
 use crate::pipeline::State;
 use crate::policy::compile::Context;
 use crate::policy::snapshot::Policies;
-use crate::policy::watch;
 use crate::proxy::forward::Forwarder;
-use crate::proxy::headers::IdentityNames;
 use crate::proxy::{listener, tls};
+use crate::reload;
 use crate::store::Redis;
+use crate::wire::IdentityNames;
 
 pub struct Options {
     /// Write access-log lines to stdout.
@@ -124,7 +124,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         config,
     });
 
-    let reload = watch::spawn(
+    let reload = reload::spawn(
         policies.clone(),
         certificate,
         metrics.clone(),
@@ -134,9 +134,16 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
     spawn_sighup(reload);
     tokio::spawn(crate::admin::serve(state.clone(), admin));
     let (stop, mut stopped) = channel::channel(false);
-    let serving = tokio::spawn(listener::serve(state.clone(), public, tls, async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    let limits = Arc::new(state.config.limits.clone());
+    let serving = tokio::spawn(listener::serve(
+        state.clone(),
+        limits,
+        public,
+        tls,
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
     tracing::info!(%addr, %admin_addr, generation = policies.current().generation, "scopegate ready");
     Ok(Running {
         addr,
@@ -148,13 +155,13 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
 }
 
 #[cfg(unix)]
-fn spawn_sighup(reload: tokio::sync::mpsc::UnboundedSender<watch::Trigger>) {
+fn spawn_sighup(reload: tokio::sync::mpsc::UnboundedSender<reload::Trigger>) {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    let _ = reload.send(watch::Trigger::Signal);
+                    let _ = reload.send(reload::Trigger::Signal);
                 }
             });
         }
@@ -163,7 +170,7 @@ fn spawn_sighup(reload: tokio::sync::mpsc::UnboundedSender<watch::Trigger>) {
 }
 
 #[cfg(not(unix))]
-fn spawn_sighup(_: tokio::sync::mpsc::UnboundedSender<watch::Trigger>) {}
+fn spawn_sighup(_: tokio::sync::mpsc::UnboundedSender<reload::Trigger>) {}
 
 /// Resolves on SIGTERM or SIGINT.
 pub async fn termination() {

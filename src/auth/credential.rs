@@ -7,7 +7,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 use crate::error::Error;
-use crate::proxy::headers::AUTH;
+use crate::wire::AUTH;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Credential<'a> {

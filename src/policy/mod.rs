@@ -6,7 +6,6 @@ pub mod compile;
 pub mod raw;
 pub mod routes;
 pub mod snapshot;
-pub mod watch;
 
 use std::collections::HashMap;
 use std::fmt;

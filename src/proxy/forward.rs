@@ -1,5 +1,6 @@
 //! The upstream client: HTTP/1.1 keep-alive connections, pooled per upstream, with connect
-//! and response-header timeouts mapped to 502 and 504. It only accepts a `Permit`.
+//! and response-header timeouts mapped to 502 and 504. The pipeline hands it only what a
+//! `Permit` let through.
 //!
 //! The pool is a short list of idle `SendRequest`s under a lock, taken most recent first.
 //! A connection goes back on the list as soon as its response head arrives; it is handed out
@@ -18,10 +19,9 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::Body;
-use crate::authorize::Permit;
 use crate::config::{Config, Upstream};
 use crate::error::Error;
+use crate::wire::Body;
 
 /// Idle connections kept per upstream; more are closed when their response ends.
 const MAX_IDLE: usize = 256;
@@ -33,16 +33,6 @@ pub struct Forwarder {
     pools: Vec<Pool>,
     timeout: Duration,
     connect_timeout: Duration,
-}
-
-/// What went wrong upstream, for `scopegate_upstream_errors_total{kind}`.
-pub fn error_kind(e: &Error) -> Option<&'static str> {
-    match e {
-        Error::UpstreamTimeout => Some("timeout"),
-        Error::UpstreamConnect(_) => Some("connect"),
-        Error::UpstreamUnavailable(_) => Some("protocol"),
-        _ => None,
-    }
 }
 
 impl Forwarder {
@@ -59,16 +49,15 @@ impl Forwarder {
         &self.upstreams[i]
     }
 
-    /// Sends the request to the permit's upstream at `path_and_query` (already normalized,
-    /// the upstream's base path in front). Returns the response and how long the upstream
-    /// took to answer with headers.
+    /// Sends the request to upstream `i` at `path_and_query` (already normalized, the
+    /// upstream's base path in front). Returns the response and how long the upstream took
+    /// to answer with headers. Only the pipeline calls it, with a permitted request.
     pub async fn send(
         &self,
-        permit: &Permit<'_>,
+        i: usize,
         path_and_query: String,
         mut req: Request<Body>,
     ) -> Result<(Response<Incoming>, Duration), Error> {
-        let i = permit.upstream();
         // Origin form: the request line carries the path; `Host` is set by `headers`.
         let path = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
             .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;

@@ -6,16 +6,13 @@ use std::net::SocketAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::auth::{Identity, Principal};
+use crate::wire::{AUTH, IdentityNames, X_REQUEST_ID};
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const AUTH: HeaderName = HeaderName::from_static("auth");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-pub const X_SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -43,42 +40,6 @@ const OVERRIDES: [HeaderName; 8] = [
     HeaderName::from_static("x-http-method"),
     HeaderName::from_static("x-method-override"),
 ];
-
-/// The trusted identity header names, made once from `identity_header_prefix`.
-#[derive(Debug, Clone)]
-pub struct IdentityNames {
-    prefix: String,
-    pub kind: HeaderName,
-    pub app_id: HeaderName,
-    pub key_id: HeaderName,
-    pub subject: HeaderName,
-    pub scopes: HeaderName,
-    pub route: HeaderName,
-}
-
-impl IdentityNames {
-    pub fn new(prefix: &str) -> Result<IdentityNames, http::header::InvalidHeaderName> {
-        let n = |s: &str| HeaderName::from_bytes(format!("{prefix}{s}").as_bytes());
-        Ok(IdentityNames {
-            prefix: prefix.to_ascii_lowercase(),
-            kind: n("kind")?,
-            app_id: n("app-id")?,
-            key_id: n("key-id")?,
-            subject: n("subject")?,
-            scopes: n("scopes")?,
-            route: n("route")?,
-        })
-    }
-
-    /// CGI/WSGI upstreams read `x_auth_scopes` as `x-auth-scopes`, so `_` counts as `-`.
-    fn is_owned(&self, name: &HeaderName) -> bool {
-        let n = name.as_str().as_bytes();
-        n.len() >= self.prefix.len()
-            && n.iter()
-                .zip(self.prefix.as_bytes())
-                .all(|(a, b)| *a == *b || (*a == b'_' && *b == b'-'))
-    }
-}
 
 /// A valid client request id (1 to 128 of `A-Za-z0-9._-`), or a fresh UUID. A header
 /// value, so the upstream request and the response share it without copies.
@@ -161,14 +122,10 @@ pub struct Forwarding<'a> {
     pub keep_credentials: bool,
 }
 
-/// Turns the client's headers into the upstream's, in place.
-pub fn prepare_request(
-    headers: &mut HeaderMap,
-    names: &IdentityNames,
-    principal: &Principal,
-    route: Option<&HeaderValue>,
-    f: &Forwarding<'_>,
-) {
+/// Turns the client's headers into the upstream's, in place: hop-by-hop, credential,
+/// override and identity-prefixed headers out; the forwarding headers in. The identity
+/// headers themselves are the permit's to write (`Permit::write_identity`).
+pub fn prepare_request(headers: &mut HeaderMap, names: &IdentityNames, f: &Forwarding<'_>) {
     remove_where(headers, |n| {
         (!f.keep_credentials && (n == header::AUTHORIZATION || n == AUTH))
             || OVERRIDES.contains(n)
@@ -196,34 +153,6 @@ pub fn prepare_request(
     }
     headers.insert(header::HOST, f.upstream_host.clone());
     headers.insert(X_REQUEST_ID, f.request_id.clone());
-
-    headers.insert(
-        names.kind.clone(),
-        HeaderValue::from_static(principal.kind()),
-    );
-    match &principal.identity {
-        Identity::Jwt { app } => {
-            headers.insert(names.app_id.clone(), app.id_header.clone());
-        }
-        Identity::ApiKey { key } => {
-            headers.insert(names.key_id.clone(), key.id.clone());
-        }
-        Identity::Anonymous | Identity::Webhook => {}
-    }
-    if let Some(sub) = &principal.subject {
-        headers.insert(names.subject.clone(), sub.clone());
-    }
-    if !matches!(principal.identity, Identity::Anonymous) {
-        if let Some(scopes) = &principal.scopes_header {
-            headers.insert(names.scopes.clone(), scopes.clone());
-        }
-    }
-    if let Some(route) = route {
-        headers.insert(names.route.clone(), route.clone());
-    }
-    for (name, value) in &principal.claim_headers {
-        headers.insert(name.clone(), value.clone());
-    }
 }
 
 /// Removes the upstream's hop-by-hop headers and adds the request id.
@@ -270,28 +199,6 @@ mod tests {
     }
 
     #[test]
-    fn owned_prefix_matches_underscore_spelling() {
-        let n = IdentityNames::new("x-auth-").unwrap();
-        for h in [
-            "x-auth-scopes",
-            "x_auth_scopes",
-            "x-auth_kind",
-            "x_auth-anything",
-        ] {
-            assert!(
-                n.is_owned(&HeaderName::from_bytes(h.as_bytes()).unwrap()),
-                "{h}"
-            );
-        }
-        for h in ["x-author", "x-aut", "authorization"] {
-            assert!(
-                !n.is_owned(&HeaderName::from_bytes(h.as_bytes()).unwrap()),
-                "{h}"
-            );
-        }
-    }
-
-    #[test]
     fn request_id_is_kept_only_when_valid() {
         let mut h = HeaderMap::new();
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
@@ -315,7 +222,6 @@ mod tests {
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         let names = IdentityNames::new("x-auth-").unwrap();
-        let p = Principal::anonymous(0);
         let host = HeaderValue::from_static("up:1");
         let rid = HeaderValue::from_static("rid");
         let peer = Peer::new("10.0.0.1:5".parse().unwrap());
@@ -327,10 +233,9 @@ mod tests {
             original_host: None,
             keep_credentials: false,
         };
-        prepare_request(&mut h, &names, &p, None, &f);
+        prepare_request(&mut h, &names, &f);
         assert!(h.get("x-secret").is_none() && h.get(header::TE).is_none());
         assert_eq!(h.get(X_REQUEST_ID).unwrap(), "rid");
-        assert_eq!(h.get("x-auth-kind").unwrap(), "none");
         assert_eq!(h.get(FORWARDED).unwrap(), "for=10.0.0.1");
     }
 }

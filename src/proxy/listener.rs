@@ -17,13 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::Body;
 use super::framing::{self, Scanner};
 use super::headers::Peer;
 use super::idle::{self, Activity};
 use super::tap::Tap;
 use crate::config::Limits;
-use crate::pipeline::{self, Conn, State};
+use crate::wire::Body;
 
 pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
@@ -44,18 +43,38 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves the public listener until `shutdown` resolves, then drains.
-pub async fn serve(
-    state: Arc<State>,
+/// The client side of one connection.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub peer: Peer,
+    pub https: bool,
+    /// The connection sent a header block with both Content-Length and Transfer-Encoding
+    /// (which the HTTP parser resolves silently; see `proxy::framing`).
+    pub ambiguous_framing: bool,
+}
+
+/// What answers the requests of a listener's connections (the proxy's pipeline).
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        conn: Conn,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Serves a listener with `handler` until `shutdown` resolves, then drains.
+pub async fn serve<H: Handler>(
+    handler: H,
+    limits: Arc<Limits>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let builder = Arc::new(http_builder(&state.config.limits));
+    let builder = Arc::new(http_builder(&limits));
     // Each connection holds receivers until it ends; draining sends, then waits for none
     // to be left.
     let (drain, _) = watch::channel(Phase::Serving);
-    let drain_timeout = state.config.limits.drain_timeout;
+    let drain_timeout = limits.drain_timeout;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -72,7 +91,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(connection(
-            state.clone(),
+            handler.clone(),
+            limits.clone(),
             builder.clone(),
             tls.clone(),
             stream,
@@ -104,16 +124,17 @@ enum Phase {
 }
 
 /// One accepted connection, from the TLS handshake (if any) to its end.
-async fn connection(
-    state: Arc<State>,
+async fn connection<H: Handler>(
+    handler: H,
+    limits: Arc<Limits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     tls: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
     mut drain: watch::Receiver<Phase>,
 ) {
-    let header_read_timeout = state.config.limits.header_read_timeout;
-    let activity = Activity::accepted(&state.config.limits);
+    let header_read_timeout = limits.header_read_timeout;
+    let activity = Activity::accepted(&limits);
     let ambiguous = framing::Ambiguous::default();
     let flag = ambiguous.clone();
     let https = tls.is_some();
@@ -121,14 +142,14 @@ async fn connection(
     let tracker = activity.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let busy = tracker.begin();
-        let state = state.clone();
+        let handler = handler.clone();
         let conn = Conn {
             peer: client.clone(),
             https,
             ambiguous_framing: ambiguous.is_set(),
         };
         async move {
-            let response = pipeline::handle(&state, conn, req).await;
+            let response = handler.handle(conn, req).await;
             drop(busy);
             Ok::<Response<Body>, Infallible>(response)
         }

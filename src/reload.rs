@@ -15,8 +15,8 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::snapshot::{Policies, Reloaded};
 use crate::observe::metrics::Metrics;
+use crate::policy::snapshot::{Policies, Reloaded};
 use crate::proxy::tls::{self, Certificate};
 
 const DEBOUNCE: Duration = Duration::from_millis(20);
