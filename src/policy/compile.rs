@@ -691,6 +691,18 @@ impl<'a> Compiler<'a> {
             .as_ref()
             .map(|s| HmacKeys::new(&s.0, &algorithms))
             .unwrap_or_default();
+        let secret_len = secret.as_ref().map(|s| s.0.len());
+        for (alg, min) in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512]
+            .into_iter()
+            .zip(HmacKeys::MIN_SECRET_LEN)
+        {
+            if let Some(len) = secret_len.filter(|len| *len < min && algorithms.contains(&alg)) {
+                self.warn(
+                    l,
+                    format!("{what}: the secret is {len} bytes; {alg:?} needs at least {min} (RFC 7518 §3.2), so its tokens will be refused"),
+                );
+            }
+        }
         Some(App {
             id_header: self.header_value(
                 l,

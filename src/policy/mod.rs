@@ -279,10 +279,15 @@ impl HmacKeys {
         (!self.secret.is_empty()).then_some(self.secret.as_slice())
     }
 
+    /// RFC 7518 §3.2: a key as long as the hash output, or longer, MUST be used.
+    pub const MIN_SECRET_LEN: [usize; 3] = [32, 48, 64];
+
+    /// The key for `alg`; `None` when the app does not allow it or its secret is too short
+    /// for it (Wycheproof json_web_key_test tcId 10-12, `key_too_short`).
     pub fn get(&self, alg: Algorithm) -> Option<&aws_lc_rs::hmac::Key> {
         use aws_lc_rs::hmac::{HMAC_SHA256, HMAC_SHA384, HMAC_SHA512, Key};
         let i = Self::ALGS.iter().position(|a| *a == alg)?;
-        if !self.allowed[i] {
+        if !self.allowed[i] || self.secret.len() < Self::MIN_SECRET_LEN[i] {
             return None;
         }
         let h = [HMAC_SHA256, HMAC_SHA384, HMAC_SHA512][i];
