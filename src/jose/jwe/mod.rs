@@ -936,10 +936,10 @@ mod tests {
     use std::slice::from_ref;
 
     const SECRET: &[u8] = b"attack at dawn; this plaintext must never reach an error";
-    const RFC7520_5_2: &str = include_str!("testdata/rfc7520_5_2_rsa_oaep_a256gcm.json");
-    const RFC7520_5_4: &str = include_str!("testdata/rfc7520_5_4_ecdh_es_a128kw_a128gcm.json");
-    const RFC7520_5_6: &str = include_str!("testdata/rfc7520_5_6_dir_a128gcm.json");
-    const INTEROP_SCRIPT: &str = include_str!("testdata/interop_joserfc.py");
+    const RFC7520_5_2: &str = include_str!("../testdata/rfc7520_5_2_rsa_oaep_a256gcm.json");
+    const RFC7520_5_4: &str = include_str!("../testdata/rfc7520_5_4_ecdh_es_a128kw_a128gcm.json");
+    const RFC7520_5_6: &str = include_str!("../testdata/rfc7520_5_6_dir_a128gcm.json");
+    const INTEROP_SCRIPT: &str = include_str!("../testdata/interop_joserfc.py");
 
     fn b64(bytes: impl AsRef<[u8]>) -> String {
         B64.encode(bytes)
