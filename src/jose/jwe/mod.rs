@@ -8,6 +8,10 @@
 //! size, strict base64url, and lengths are all checked before any key is used.
 //! Key-locating header parameters (`jku`, `x5u`, `jwk`, `x5c`) are never read:
 //! only the caller's own keys decrypt.
+//!
+//! This file holds the public API and its types; `parse` turns input into a
+//! checked `Message`, `key_management` recovers or wraps the CEK, and
+//! `content` does the AES-GCM part and writes the output.
 
 mod content;
 mod key_management;
