@@ -438,18 +438,18 @@ fn rsa_rejected(what: &'static str) -> impl Fn(KeyRejected) -> KeyError {
 pub(crate) mod fixtures {
     use super::{JweKey, Recipient};
 
-    pub const RSA_A_PKCS8: &str = include_str!("testdata/test_only_rsa2048_a.pkcs8.pem");
-    pub const RSA_A_PKCS1: &str = include_str!("testdata/test_only_rsa2048_a.pkcs1.pem");
-    pub const RSA_A_SPKI: &str = include_str!("testdata/test_only_rsa2048_a.spki.pem");
-    pub const RSA_A_PKCS1_PUBLIC: &str = include_str!("testdata/test_only_rsa2048_a.pkcs1pub.pem");
-    pub const RSA_B_PKCS8: &str = include_str!("testdata/test_only_rsa2048_b.pkcs8.pem");
-    pub const RSA_1024_PKCS8: &str = include_str!("testdata/test_only_rsa1024.pkcs8.pem");
-    pub const EC_A_SEC1: &str = include_str!("testdata/test_only_p256_a.sec1.pem");
-    pub const EC_A_PKCS8: &str = include_str!("testdata/test_only_p256_a.pkcs8.pem");
-    pub const EC_A_SPKI: &str = include_str!("testdata/test_only_p256_a.spki.pem");
-    pub const EC_B_SEC1: &str = include_str!("testdata/test_only_p256_b.sec1.pem");
-    pub const P384_SEC1: &str = include_str!("testdata/test_only_p384.sec1.pem");
-    pub const P384_SPKI: &str = include_str!("testdata/test_only_p384.spki.pem");
+    pub const RSA_A_PKCS8: &str = include_str!("../testdata/test_only_rsa2048_a.pkcs8.pem");
+    pub const RSA_A_PKCS1: &str = include_str!("../testdata/test_only_rsa2048_a.pkcs1.pem");
+    pub const RSA_A_SPKI: &str = include_str!("../testdata/test_only_rsa2048_a.spki.pem");
+    pub const RSA_A_PKCS1_PUBLIC: &str = include_str!("../testdata/test_only_rsa2048_a.pkcs1pub.pem");
+    pub const RSA_B_PKCS8: &str = include_str!("../testdata/test_only_rsa2048_b.pkcs8.pem");
+    pub const RSA_1024_PKCS8: &str = include_str!("../testdata/test_only_rsa1024.pkcs8.pem");
+    pub const EC_A_SEC1: &str = include_str!("../testdata/test_only_p256_a.sec1.pem");
+    pub const EC_A_PKCS8: &str = include_str!("../testdata/test_only_p256_a.pkcs8.pem");
+    pub const EC_A_SPKI: &str = include_str!("../testdata/test_only_p256_a.spki.pem");
+    pub const EC_B_SEC1: &str = include_str!("../testdata/test_only_p256_b.sec1.pem");
+    pub const P384_SEC1: &str = include_str!("../testdata/test_only_p384.sec1.pem");
+    pub const P384_SPKI: &str = include_str!("../testdata/test_only_p384.spki.pem");
     /// 32 bytes 0x00..=0x1f, base64url.
     pub const SHARED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
 
