@@ -6,7 +6,13 @@ use std::time::Duration;
 
 use scopegate::policy::compile::{self, Context};
 
-pub(super) fn token(policy: &Path, app: &str, scopes: &[String], ttl: Duration, jti: bool) -> ExitCode {
+pub(super) fn token(
+    policy: &Path,
+    app: &str,
+    scopes: &[String],
+    ttl: Duration,
+    jti: bool,
+) -> ExitCode {
     let compiled = match compile::load(policy, &Context::standalone()) {
         Ok(c) => c,
         Err(e) => {
