@@ -266,10 +266,17 @@ pub struct HmacKeys {
 impl HmacKeys {
     const ALGS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
 
+    /// An algorithm is usable when the app allows it and the secret is long enough for it
+    /// (RFC 7518 §3.2; Wycheproof json_web_key_test tcId 10-12, `key_too_short`): decided
+    /// here, once, not per token.
     pub fn new(secret: &[u8], algorithms: &[Algorithm]) -> HmacKeys {
+        let mut allowed = [false; 3];
+        for (i, alg) in Self::ALGS.iter().enumerate() {
+            allowed[i] = algorithms.contains(alg) && secret.len() >= Self::MIN_SECRET_LEN[i];
+        }
         HmacKeys {
             secret: secret.to_vec(),
-            allowed: Self::ALGS.map(|a| algorithms.contains(&a)),
+            allowed,
             keys: Default::default(),
         }
     }
@@ -283,11 +290,11 @@ impl HmacKeys {
     pub const MIN_SECRET_LEN: [usize; 3] = [32, 48, 64];
 
     /// The key for `alg`; `None` when the app does not allow it or its secret is too short
-    /// for it (Wycheproof json_web_key_test tcId 10-12, `key_too_short`).
+    /// for it.
     pub fn get(&self, alg: Algorithm) -> Option<&aws_lc_rs::hmac::Key> {
         use aws_lc_rs::hmac::{HMAC_SHA256, HMAC_SHA384, HMAC_SHA512, Key};
         let i = Self::ALGS.iter().position(|a| *a == alg)?;
-        if !self.allowed[i] || self.secret.len() < Self::MIN_SECRET_LEN[i] {
+        if !self.allowed[i] {
             return None;
         }
         let h = [HMAC_SHA256, HMAC_SHA384, HMAC_SHA512][i];
