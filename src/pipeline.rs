@@ -9,7 +9,7 @@
 //!
 //! | stage | module | on failure |
 //! |---|---|---|
-//! | head hygiene (framing, target form, header size) | `check_head` below | 400 `malformed_request`, 431 |
+//! | head hygiene (framing, target form, header size) | `proxy::framing::check_head` | 400 `malformed_request`, 431 |
 //! | path normalization | `decide::normalize` (`path`) | 400 `invalid_path` |
 //! | the decision: route, credential, verification, rate limit, authorization | `decide` (`policy::routes`, `auth`, `authorize`) | 404 `no_route`, 400/401/403/429/503 with the spec's code |
 //! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
@@ -37,6 +37,7 @@ use crate::observe::metrics::Metrics;
 use crate::payload;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::Forwarder;
+use crate::proxy::framing;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::listener::{Conn, Handler};
 use crate::wire::{Body, IdentityNames, full};
@@ -161,7 +162,7 @@ async fn process<'s>(
     request_id: &HeaderValue,
     t: &mut Trace<'s>,
 ) -> Result<Response<Body>, Error> {
-    check_head(
+    framing::check_head(
         &req,
         conn.ambiguous_framing,
         state.config.limits.max_header_bytes,
@@ -284,47 +285,6 @@ async fn forward(
         .forwarder
         .send(permit.upstream(), path_and_query, req)
         .await
-}
-
-/// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).
-fn check_head(
-    req: &Request<Incoming>,
-    ambiguous_framing: bool,
-    max_header_bytes: usize,
-) -> Result<(), Error> {
-    if !req.uri().path().starts_with('/') {
-        return Err(Error::MalformedRequest("request target is not origin-form"));
-    }
-    let h = req.headers();
-    let size: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
-    if size > max_header_bytes {
-        return Err(Error::HeadersTooLarge);
-    }
-    if req.version() <= Version::HTTP_11 {
-        if h.get_all(header::HOST).iter().count() != 1 {
-            return Err(Error::MalformedRequest("zero or several Host headers"));
-        }
-        let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
-        if !te.is_empty() {
-            if ambiguous_framing || h.contains_key(header::CONTENT_LENGTH) {
-                return Err(Error::MalformedRequest(
-                    "Content-Length with Transfer-Encoding",
-                ));
-            }
-            if te.len() != 1 || !te[0].as_bytes().eq_ignore_ascii_case(b"chunked") {
-                return Err(Error::MalformedRequest(
-                    "transfer coding other than chunked",
-                ));
-            }
-        }
-        let mut cl = h.get_all(header::CONTENT_LENGTH).iter();
-        if let Some(first) = cl.next() {
-            if cl.any(|v| v != first) || first.as_bytes().contains(&b',') {
-                return Err(Error::MalformedRequest("differing Content-Length values"));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn jwks(snap: &Snapshot) -> Response<Body> {

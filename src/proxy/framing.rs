@@ -1,5 +1,5 @@
-//! Sees what the HTTP/1 parser hides: a header block carrying both `Content-Length` and
-//! `Transfer-Encoding`.
+//! Request-head hygiene the HTTP parser leaves to us (`check_head`), and what it hides: a
+//! header block carrying both `Content-Length` and `Transfer-Encoding` (the scanner).
 //!
 //! hyper follows RFC 9112 §6.3 by dropping `Content-Length` and closing the connection
 //! afterwards, which is safe, but the request then looks ordinary to us. SPEC §5 wants it
@@ -13,7 +13,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use http::{HeaderValue, Request, Version, header};
+use hyper::body::Incoming;
+
 use super::tap::ReadObserver;
+use crate::error::Error;
 
 /// Set once the connection has sent a header block with both framing headers.
 #[derive(Debug, Default, Clone)]
@@ -103,6 +107,47 @@ impl ReadObserver for Scanner {
     fn observe(&mut self, read: &[u8]) {
         self.scan(read);
     }
+}
+
+/// Request-line and header-block hygiene that the HTTP parser leaves to us (SPEC §5).
+pub fn check_head(
+    req: &Request<Incoming>,
+    ambiguous_framing: bool,
+    max_header_bytes: usize,
+) -> Result<(), Error> {
+    if !req.uri().path().starts_with('/') {
+        return Err(Error::MalformedRequest("request target is not origin-form"));
+    }
+    let h = req.headers();
+    let size: usize = h.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+    if size > max_header_bytes {
+        return Err(Error::HeadersTooLarge);
+    }
+    if req.version() <= Version::HTTP_11 {
+        if h.get_all(header::HOST).iter().count() != 1 {
+            return Err(Error::MalformedRequest("zero or several Host headers"));
+        }
+        let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
+        if !te.is_empty() {
+            if ambiguous_framing || h.contains_key(header::CONTENT_LENGTH) {
+                return Err(Error::MalformedRequest(
+                    "Content-Length with Transfer-Encoding",
+                ));
+            }
+            if te.len() != 1 || !te[0].as_bytes().eq_ignore_ascii_case(b"chunked") {
+                return Err(Error::MalformedRequest(
+                    "transfer coding other than chunked",
+                ));
+            }
+        }
+        let mut cl = h.get_all(header::CONTENT_LENGTH).iter();
+        if let Some(first) = cl.next() {
+            if cl.any(|v| v != first) || first.as_bytes().contains(&b',') {
+                return Err(Error::MalformedRequest("differing Content-Length values"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
