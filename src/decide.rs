@@ -52,6 +52,56 @@ pub struct Seen<'s> {
     pub principal_id: Option<HeaderValue>,
     pub rate: Option<Decision>,
     pub shadowed: Option<&'static str>,
+    /// Each check and its outcome, in order, when someone will read them (`explain`);
+    /// `None` on the request path, where recording costs a branch and nothing else.
+    pub checks: Option<Vec<Check>>,
+}
+
+/// One check of the decision and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub check: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+impl Seen<'_> {
+    /// Records a check; `detail` is only made when checks are being recorded.
+    pub fn check(
+        &mut self,
+        check: &'static str,
+        outcome: Outcome,
+        detail: impl FnOnce() -> String,
+    ) {
+        if let Some(checks) = &mut self.checks {
+            checks.push(Check {
+                check,
+                outcome,
+                detail: detail(),
+            });
+        }
+    }
+
+    /// Records the outcome of a check that may have failed, and passes it on.
+    fn checked<T>(
+        &mut self,
+        check: &'static str,
+        result: Result<T, Error>,
+        pass: impl FnOnce(&T) -> String,
+    ) -> Result<T, Error> {
+        match &result {
+            Ok(v) => self.check(check, Outcome::Pass, || pass(v)),
+            Err(e) => self.check(check, Outcome::Fail, || format!("{}: {e}", e.code())),
+        }
+        result
+    }
 }
 
 /// The request path as routing and forwarding use it (SPEC §5 "Path normalization").
@@ -74,23 +124,44 @@ impl Decider {
     ) -> Result<Permit<'s>, Error> {
         // SPEC §5: never forwarded, whatever the route's methods or `unmatched` say.
         if method == Method::TRACE || method == Method::CONNECT {
+            seen.check("method", Outcome::Fail, || {
+                format!("{method} is never forwarded")
+            });
             return Err(Error::NoRoute);
         }
         let policy = &snap.policy;
         let Some(m) = policy.router.at(method, path) else {
             return match self.unmatched {
-                Unmatched::Passthrough => Ok(authorize::passthrough(policy.scopes.len())),
-                Unmatched::Deny => Err(Error::NoRoute),
+                Unmatched::Passthrough => {
+                    seen.check("route", Outcome::Skip, || {
+                        "no route matches: unmatched: passthrough forwards it unauthenticated"
+                            .into()
+                    });
+                    Ok(authorize::passthrough(policy.scopes.len()))
+                }
+                Unmatched::Deny => {
+                    seen.check("route", Outcome::Fail, || {
+                        "no_route: no route matches".into()
+                    });
+                    Err(Error::NoRoute)
+                }
             };
         };
         let route = &policy.routes[m.route];
         seen.route = Some(&route.id);
+        seen.check("route", Outcome::Pass, || route.id.clone());
         match self
             .on_route(snap, route, &m.params, headers, body, seen)
             .await
         {
             Err(e) if route.shadow && e.origin() == Source::Client => {
                 seen.shadowed = Some(e.code());
+                seen.check("shadow", Outcome::Skip, || {
+                    format!(
+                        "mode: shadow forwards what enforcement would refuse ({})",
+                        e.code()
+                    )
+                });
                 self.shadow_denials
                     .with_label_values(&[&route.id, e.code()])
                     .inc();
@@ -113,6 +184,7 @@ impl Decider {
         let policy = &snap.policy;
         let catalogue = policy.scopes.len();
         let principal = if route.auth.only_none() {
+            seen.check("credential", Outcome::Skip, || "auth: [none]".into());
             Principal::anonymous(catalogue)
         } else if let Some(w) = (route.webhook.as_ref())
             // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
@@ -124,31 +196,43 @@ impl Decider {
             )
             .await?;
             let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
-            webhook::verify(w, sig, &bytes, unix_now() as i64)?;
+            let verified = webhook::verify(w, sig, &bytes, unix_now() as i64);
+            seen.checked("verify", verified, |_| "webhook signature".into())?;
             *body = full(bytes);
             Principal {
                 identity: Identity::Webhook,
                 ..Principal::anonymous(catalogue)
             }
         } else {
-            match credential::extract(headers)? {
-                None if route.auth.none => Principal::anonymous(catalogue),
-                None => return Err(Error::MissingCredentials),
+            let credential = seen.checked("credential", credential::extract(headers), |c| {
+                match c {
+                    None => "none presented",
+                    Some(Credential::Jws(_)) => "a JWS",
+                    Some(Credential::Jwe(_)) => "a JWE",
+                    Some(Credential::ApiKey(_)) => "an API key",
+                }
+                .into()
+            })?;
+            let verified = match credential {
+                None if route.auth.none => Ok(Principal::anonymous(catalogue)),
+                None => Err(Error::MissingCredentials),
                 Some(Credential::Jws(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, false, unix_now()).await?
+                    self.verifier.verify(snap, token, false, unix_now()).await
                 }
                 Some(Credential::Jwe(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, true, unix_now()).await?
+                    self.verifier.verify(snap, token, true, unix_now()).await
                 }
                 Some(Credential::ApiKey(key)) if route.auth.api_key => {
-                    api_key::verify(policy, key, unix_now() as i64)?
+                    api_key::verify(policy, key, unix_now() as i64)
                 }
-                Some(_) => {
-                    return Err(Error::InvalidToken(
-                        "credential kind not accepted on this route",
-                    ));
-                }
-            }
+                Some(_) => Err(Error::InvalidToken(
+                    "credential kind not accepted on this route",
+                )),
+            };
+            seen.checked("verify", verified, |p| {
+                let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
+                format!("{} {id}", p.kind())
+            })?
         };
         seen.principal_kind = principal.kind();
         seen.principal_id = principal.id().cloned();
@@ -158,16 +242,26 @@ impl Decider {
             Identity::ApiKey { key } => key.rate_limit.clone(),
             _ => None,
         };
-        if let Some(limit) = limit {
-            let d = self.limiter.check(&limit.bucket, limit.rate).await?;
-            seen.rate = Some(d);
-            if !d.allowed {
-                return Err(Error::RateLimited {
-                    retry_after_secs: d.retry_after_secs,
+        match limit {
+            None => seen.check("rate_limit", Outcome::Skip, || "no rate_limit".into()),
+            Some(limit) => {
+                let decided = self.limiter.check(&limit.bucket, limit.rate).await;
+                if let Ok(d) = &decided {
+                    seen.rate = Some(*d);
+                }
+                let allowed = decided.and_then(|d| match d.allowed {
+                    true => Ok(d),
+                    false => Err(Error::RateLimited {
+                        retry_after_secs: d.retry_after_secs,
+                    }),
                 });
+                seen.checked("rate_limit", allowed, |d| format!("{} left", d.remaining))?;
             }
         }
-        authorize::authorize(policy, route, params, principal, &self.environments)
+        let permitted = authorize::authorize(policy, route, params, principal, &self.environments);
+        seen.checked("authorize", permitted, |_| {
+            "every required scope and the resource are granted".into()
+        })
     }
 }
 
@@ -185,4 +279,116 @@ pub fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::cache::TokenCache;
+    use crate::auth::replay::ReplayStore;
+    use crate::policy::compile::{Context, sha256_hex};
+    use crate::policy::snapshot::Policies;
+    use prometheus::{IntCounter, Opts};
+
+    const KEY: &str = "sk_live_trace_0123456789";
+
+    fn policy() -> Policies {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "version: 1\nscopes: {{ read: r, write: w }}\nroutes:\n  \
+                 - {{ id: bot, methods: [GET], path: \"/bots/{{id}}\", auth: [api_key], scopes: [write] }}\n\
+                 api_keys:\n  - {{ id: k, sha256: {}, scopes: [read] }}\n",
+                sha256_hex(KEY.as_bytes())
+            ),
+        )
+        .unwrap();
+        let ctx = Context {
+            upstreams: None,
+            identity_prefix: "x-auth-".into(),
+            test_environment: None,
+        };
+        Policies::load(&file, ctx).unwrap().0
+    }
+
+    fn decider() -> Decider {
+        let counter = |n: &str| IntCounter::new(n, n).unwrap();
+        Decider {
+            verifier: Verifier {
+                cache: TokenCache::new(10),
+                replay: ReplayStore::memory(),
+                hits: counter("hits"),
+                misses: counter("misses"),
+            },
+            limiter: Limiter::memory(),
+            unmatched: Unmatched::Deny,
+            environments: BTreeMap::new(),
+            max_body_bytes: 1024,
+            shadow_denials: IntCounterVec::new(Opts::new("s", "s"), &["route", "code"]).unwrap(),
+        }
+    }
+
+    async fn decide(
+        d: &Decider,
+        snap: &Snapshot,
+        path: &str,
+        record: bool,
+    ) -> (Result<(), Error>, Option<Vec<Check>>) {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::AUTHORIZATION,
+            format!("Bearer {KEY}").parse().unwrap(),
+        );
+        let mut seen = Seen {
+            checks: record.then(Vec::new),
+            ..Seen::default()
+        };
+        let mut body = full(Bytes::new());
+        let decided = d
+            .decide(snap, &Method::GET, path, &headers, &mut body, &mut seen)
+            .await
+            .map(|_| ());
+        (decided, seen.checks)
+    }
+
+    #[tokio::test]
+    async fn the_checks_are_recorded_in_order_only_when_asked_for() {
+        let (policies, d) = (policy(), decider());
+        let snap = policies.current();
+        let (decided, checks) = decide(&d, &snap, "/bots/b1", true).await;
+        assert_eq!(decided.unwrap_err().code(), "insufficient_scope");
+        let seen: Vec<(&str, Outcome)> = checks
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|c| (c.check, c.outcome))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("route", Outcome::Pass),
+                ("credential", Outcome::Pass),
+                ("verify", Outcome::Pass),
+                ("rate_limit", Outcome::Skip),
+                ("authorize", Outcome::Fail),
+            ]
+        );
+        let checks = checks.unwrap();
+        assert_eq!(checks[2].detail, "api_key k");
+        assert!(
+            checks[4].detail.starts_with("insufficient_scope"),
+            "{checks:?}"
+        );
+        // The key never appears in what a trace shows.
+        assert!(checks.iter().all(|c| !c.detail.contains(KEY)));
+
+        let (decided, checks) = decide(&d, &snap, "/nothing", true).await;
+        assert_eq!(decided.unwrap_err().code(), "no_route");
+        assert_eq!(checks.unwrap()[0].outcome, Outcome::Fail);
+
+        let (_, checks) = decide(&d, &snap, "/bots/b1", false).await;
+        assert!(checks.is_none(), "nothing is recorded on the request path");
+    }
 }
