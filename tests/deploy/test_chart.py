@@ -15,6 +15,7 @@ import copy
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -303,6 +304,55 @@ class Modes(unittest.TestCase):
         self.assertEqual(cfg["listen"], "0.0.0.0:8080")
         self.assertEqual(one(objs, "Service")["spec"]["ports"][0]["targetPort"], "http")
 
+    def test_a_parent_chart_adds_the_native_sidecar_to_its_own_pod(self):
+        """The helper templates, used as the README says, from a chart depending on this one."""
+        with tempfile.TemporaryDirectory() as tmp:
+            parent = Path(tmp) / "myapp"
+            (parent / "templates").mkdir(parents=True)
+            shutil.copytree(CHART, parent / "charts" / "scopegate")
+            (parent / "Chart.yaml").write_text(
+                "apiVersion: v2\nname: myapp\nversion: 1.0.0\n"
+                "dependencies: [{ name: scopegate, version: 0.1.0 }]\n")
+            v = values("sidecar")
+            v["sidecar"]["standalone"] = False
+            (parent / "values.yaml").write_text(yaml.safe_dump({"scopegate": v}))
+            (parent / "templates" / "deployment.yaml").write_text("""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: myapp }
+spec:
+  selector: { matchLabels: { app: myapp } }
+  template:
+    metadata: { labels: { app: myapp } }
+    spec:
+      terminationGracePeriodSeconds: 40
+      securityContext: { runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: RuntimeDefault } }
+      initContainers:
+        {{- include "scopegate.nativeSidecar" .Subcharts.scopegate | nindent 8 }}
+      containers:
+        - name: app
+          image: myapp:1
+          resources: { requests: { cpu: 100m, memory: 64Mi }, limits: { memory: 64Mi } }
+          securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: [ALL] } }
+      volumes:
+        {{- include "scopegate.volumes" .Subcharts.scopegate | nindent 8 }}
+""")
+            with helm.Chart.load(parent) as chart:
+                objs = objects(chart.render({}, name="myapp", namespace=NAMESPACE, is_install=True))
+        # The subchart renders nothing but its ConfigMaps; the pod is the parent's.
+        self.assertEqual(sorted(o["kind"] for o in objs), ["ConfigMap", "ConfigMap", "Deployment"])
+        spec = pod_spec(objs)
+        [sg] = spec["initContainers"]
+        self.assertEqual((sg["name"], sg["restartPolicy"]), ("scopegate", "Always"))
+        assert_restricted(self, spec, "parent chart")
+        maps = {o["metadata"]["name"] for o in objs if o["kind"] == "ConfigMap"}
+        self.assertEqual({v["configMap"]["name"] for v in spec["volumes"]}, maps)
+        for obj in objs:
+            kubernetes_validate.validate(obj, KUBE_VERSIONS[0], strict=True)
+        env = [e["name"] for e in sg["env"]]
+        for args, code, out in scopegate_check(objs, env):
+            self.assertEqual(code, 0, f"{args}: {out}")
+
     def test_sidecar_without_an_app_image_is_refused(self):
         v = values("sidecar")
         v["sidecar"]["app"]["image"] = ""
@@ -462,6 +512,25 @@ class Refusals(unittest.TestCase):
 
 class Examples(unittest.TestCase):
     """deploy/kubernetes/*.yaml are the chart's output, and apply as they stand."""
+
+    def test_readme_sidecar_snippet_agrees_with_the_example(self):
+        readme = (ROOT / "README.md").read_text()
+        section = readme[readme.index("**Sidecar in your own pod.**"):]
+        snippet = yaml.safe_load(section[section.index("```yaml") + 7:section.index("```\n")])
+        example = pod_spec([d for d in yaml.safe_load_all((EXAMPLES / "sidecar.yaml").read_text()) if d])
+        [short], [full] = snippet["spec"]["initContainers"], example["initContainers"]
+        self.assertEqual(short["restartPolicy"], "Always")
+        for key in ("args", "env", "resources", "volumeMounts"):
+            self.assertEqual(short[key], full[key], key)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            self.assertEqual(short[probe]["httpGet"], full[probe]["httpGet"], probe)
+        self.assertEqual([(p["name"], p["containerPort"]) for p in short["ports"]],
+                         [(p["name"], p["containerPort"]) for p in full["ports"]])
+        self.assertEqual(snippet["spec"]["volumes"], [
+            {"name": v["name"], "configMap": {"name": v["configMap"]["name"]}} for v in example["volumes"]])
+        self.assertEqual(snippet["spec"]["terminationGracePeriodSeconds"],
+                         example["terminationGracePeriodSeconds"])
+        self.assertNotIn("ports", snippet["spec"]["containers"][0])
 
     def test_examples_are_the_charts_current_output(self):
         sys.path.insert(0, str(EXAMPLES))

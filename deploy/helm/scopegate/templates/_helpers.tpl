@@ -1,4 +1,8 @@
 {{/* Names and labels, as `helm create` spells them. */}}
+{{- define "scopegate.ownsWorkload" -}}
+{{- if or (ne .Values.mode "sidecar") .Values.sidecar.standalone }}true{{ end }}
+{{- end }}
+
 {{- define "scopegate.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
