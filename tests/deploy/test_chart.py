@@ -24,6 +24,7 @@ from pathlib import Path
 
 import helm_python as helm
 import kubernetes_validate
+import promql_parser
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -436,6 +437,7 @@ spec:
         exported = set(re.findall(r'"(scopegate_[a-z_]+)"', "".join(
             p.read_text() for p in (ROOT / "src").rglob("*.rs"))))
         for name, expr in alerts.items():
+            promql_parser.parse(expr)  # raises ValueError on a syntax error
             for metric in re.findall(r"scopegate_[a-z_]+", expr):
                 self.assertIn(metric, exported, f"{name} uses {metric}")
             self.assertIn('namespace="edge", service="sg-scopegate"', expr, name)
