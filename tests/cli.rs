@@ -403,40 +403,6 @@ fn shipped_example_policy_and_config_pass_check() {
     run(&["check", "--config", "policies/scopegate.yaml"]);
 }
 
-/// The sidecar manifest embeds a config and a policy; both must be valid.
-#[test]
-fn kubernetes_example_embeds_a_valid_config_and_policy() {
-    let manifest =
-        std::fs::read_to_string(std::path::Path::new(REPO).join("deploy/kubernetes/sidecar.yaml"))
-            .unwrap();
-    let block = |key: &str| -> String {
-        let start = manifest
-            .find(&format!("  {key}: |\n"))
-            .unwrap_or_else(|| panic!("{key} not in manifest"))
-            + key.len()
-            + 6;
-        manifest[start..]
-            .lines()
-            .take_while(|l| l.starts_with("    ") || l.is_empty())
-            .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
-            .collect()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, block("policy.yaml")).unwrap();
-    let config = dir.path().join("scopegate.yaml");
-    std::fs::write(
-        &config,
-        block("scopegate.yaml").replace(
-            "/etc/scopegate/policy/policy.yaml",
-            policy.to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = scopegate(&["check", "--config", config.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
-}
-
 /// The rest of SPEC §1.2's validation list (and §4's shared-key length), each with the line
 /// it is reported on, checked through a config so upstream names are known.
 #[test]
