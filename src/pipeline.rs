@@ -23,17 +23,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::Permitted;
 use crate::busy_poll::BusyPoll;
 use crate::config::Config;
-use crate::decide::{self, Decider, Seen};
+use crate::decide::{self, Decider};
 use crate::error::Error;
-use crate::observe::access_log::{AccessLog, Record};
+use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
+use crate::observe::record::{Listener, Pending, Trace};
 use crate::payload;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::Forwarder;
@@ -60,16 +61,6 @@ pub struct State {
     pub busy_poll: Option<Arc<BusyPoll>>,
 }
 
-/// What the request did, gathered along the way for metrics and the access log: what the
-/// decision saw, and the timings around it.
-#[derive(Default)]
-struct Trace<'s> {
-    path: String,
-    seen: Seen<'s>,
-    auth: Duration,
-    upstream: Option<(u16, Duration)>,
-}
-
 impl Handler for Arc<State> {
     async fn handle(&self, conn: Conn, req: Request<Incoming>) -> Response<Body> {
         handle(self, conn, req).await
@@ -78,22 +69,14 @@ impl Handler for Arc<State> {
 
 pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Response<Body> {
     state.polled_io();
-    state.metrics.inflight.inc();
     let snapshot = state.policies.current();
-    let mut pending = Pending {
-        state,
-        started: Instant::now(),
-        request_id: headers::request_id(req.headers()),
-        method: req.method().clone(),
-        trace: Trace {
-            seen: Seen {
-                principal_kind: "none",
-                ..Seen::default()
-            },
-            ..Trace::default()
-        },
-        answered: false,
-    };
+    let mut pending = Pending::start(
+        &state.metrics,
+        &state.access_log,
+        Listener::Proxy,
+        req.method(),
+        headers::request_id(req.headers()),
+    );
     let result = process(
         state,
         &snapshot,
@@ -107,51 +90,9 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         Ok(r) => (r, None),
         Err(e) => (e.into_response(&pending.request_id), Some(e)),
     };
-    if let Some(d) = pending.trace.seen.rate {
-        let h = resp.headers_mut();
-        h.insert("ratelimit-limit", HeaderValue::from(d.limit));
-        h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
-        h.insert("ratelimit-reset", HeaderValue::from(d.reset_secs));
-    }
+    pending.rate_limit_headers(resp.headers_mut());
     pending.answered(resp.status(), error.as_ref());
     resp
-}
-
-/// A request being handled. Its metrics and access-log line are recorded once it is
-/// answered, or, if its handler is dropped first (its connection cut at the end of the
-/// drain), then, as `DrainCut`.
-struct Pending<'a, 's> {
-    state: &'a State,
-    started: Instant,
-    request_id: HeaderValue,
-    method: Method,
-    trace: Trace<'s>,
-    answered: bool,
-}
-
-impl Pending<'_, '_> {
-    fn answered(&mut self, status: StatusCode, error: Option<&Error>) {
-        self.answered = true;
-        record(
-            self.state,
-            &self.trace,
-            &self.method,
-            self.request_id.to_str().unwrap_or_default(),
-            status,
-            error,
-            self.started,
-        );
-        self.state.metrics.inflight.dec();
-    }
-}
-
-impl Drop for Pending<'_, '_> {
-    fn drop(&mut self) {
-        if !self.answered {
-            let cut = Error::DrainCut;
-            self.answered(cut.status(), Some(&cut));
-        }
-    }
 }
 
 async fn process<'s>(
@@ -298,59 +239,6 @@ fn jwks(snap: &Snapshot) -> Response<Body> {
         HeaderValue::from_static("max-age=300"),
     );
     r
-}
-
-fn record(
-    state: &State,
-    t: &Trace<'_>,
-    method: &Method,
-    request_id: &str,
-    status: StatusCode,
-    error: Option<&Error>,
-    started: Instant,
-) {
-    let elapsed = started.elapsed();
-    let code = error.map(Error::code).unwrap_or("ok");
-    let route = t
-        .seen
-        .route
-        .unwrap_or(if error.is_some_and(|e| matches!(e, Error::NoRoute)) {
-            "no_route"
-        } else {
-            "-"
-        });
-    let class = match status.as_u16() / 100 {
-        1 => "1xx",
-        2 => "2xx",
-        3 => "3xx",
-        4 => "4xx",
-        _ => "5xx",
-    };
-    state
-        .metrics
-        .requests
-        .with_label_values(&[route, code, class])
-        .inc();
-    state
-        .metrics
-        .request_duration
-        .observe(elapsed.as_secs_f64());
-    state.access_log.write(&Record {
-        request_id,
-        method: method.as_str(),
-        path: &t.path,
-        route,
-        status: status.as_u16(),
-        code,
-        reason: error.map(|e| e.to_string()),
-        principal_kind: t.seen.principal_kind,
-        principal_id: t.seen.principal_id.as_ref().and_then(|v| v.to_str().ok()),
-        upstream_status: t.upstream.map(|u| u.0),
-        duration: elapsed,
-        auth: t.auth,
-        upstream: t.upstream.map(|u| u.1),
-        shadow: t.seen.shadowed.is_some(),
-    });
 }
 
 pub use crate::decide::unix_now;

@@ -36,6 +36,8 @@ pub struct Record<'a> {
     pub auth: Duration,
     pub upstream: Option<Duration>,
     pub shadow: bool,
+    /// `Some("authz")` on the authorization-service listener; the proxy's lines carry none.
+    pub listener: Option<&'a str>,
 }
 
 impl Record<'_> {
@@ -67,6 +69,9 @@ impl Record<'_> {
         }
         if self.shadow {
             out.extend_from_slice(b",\"shadow\":true");
+        }
+        if let Some(l) = self.listener {
+            string(out, "listener", l);
         }
         out.push(b'}');
     }
@@ -250,6 +255,7 @@ mod tests {
             auth: Duration::ZERO,
             upstream: None,
             shadow: false,
+            listener: None,
         }
     }
 
@@ -295,6 +301,7 @@ mod tests {
             auth: Duration::from_micros(5),
             upstream: Some(Duration::from_millis(12)),
             shadow: true,
+            listener: None,
         };
         let v = line(&r, at(1_795_316_281, 42));
         assert_eq!(

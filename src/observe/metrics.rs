@@ -19,6 +19,7 @@ pub struct Metrics {
     pub token_cache_misses: IntCounter,
     pub upstream_errors: IntCounterVec,
     pub shadow_denials: IntCounterVec,
+    pub authz_decisions: IntCounterVec,
     pub access_log_dropped: IntCounter,
 }
 
@@ -110,6 +111,14 @@ impl Metrics {
                 &["route", "code"],
             )
             .expect("valid metric"),
+            authz_decisions: IntCounterVec::new(
+                Opts::new(
+                    "scopegate_authz_decisions_total",
+                    "Decisions of the authorization-service listener by route and code",
+                ),
+                &["route", "code"],
+            )
+            .expect("valid metric"),
             access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
             registry,
         };
@@ -126,6 +135,7 @@ impl Metrics {
             Box::new(m.token_cache_misses.clone()),
             Box::new(m.upstream_errors.clone()),
             Box::new(m.shadow_denials.clone()),
+            Box::new(m.authz_decisions.clone()),
             Box::new(m.access_log_dropped.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
