@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing:
-# redis-server (Debian package; the Redis tests start their own instance on a free port)
+# redis-server and nginx (Debian packages; the Redis and nginx auth_request tests start their
+# own instances on free ports)
 # Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
@@ -15,12 +16,16 @@ HELM_PYTHON_SDK=0.2.2
 KUBERNETES_VALIDATE=1.37.0
 PROMQL_PARSER=0.11.0
 
-if ! command -v redis-server >/dev/null 2>&1; then
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
+    echo "installing from Debian: ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "redis-server is missing: sudo apt-get install redis-server" >&2
+    echo "missing: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

@@ -67,6 +67,16 @@ impl<'p> Permit<'p> {
         }
     }
 
+    /// Whether this exchange's payloads are encrypted: an app that opted in, on a route
+    /// that supports it (SPEC §4).
+    pub fn encrypts_payloads(&self) -> bool {
+        let app = match &self.principal.identity {
+            Identity::Jwt { app } => app,
+            _ => return false,
+        };
+        self.route.is_some_and(|r| r.encryption) && app.payload_encryption.is_some()
+    }
+
     /// Binds the request this permit lets through.
     pub fn bind<T>(self, request: T) -> Permitted<'p, T> {
         Permitted {

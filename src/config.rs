@@ -15,11 +15,12 @@ use crate::yaml::{self, FileError, FileErrors};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default = "default_listen")]
-    listen: Spanned<String>,
+    /// Absent: 0.0.0.0:8080, unless `authz` is set (an authz-only deployment).
+    listen: Option<Spanned<String>>,
     #[serde(default = "default_admin_listen")]
     admin_listen: Spanned<String>,
     policy_file: PathBuf,
+    #[serde(default = "unspanned")]
     upstreams: Spanned<BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     environments: BTreeMap<String, Spanned<String>>,
@@ -34,6 +35,34 @@ struct RawConfig {
     replay_store: Spanned<String>,
     #[serde(default = "unspanned")]
     log: Spanned<LogConfig>,
+    authz: Option<Spanned<RawAuthz>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthz {
+    listen: Spanned<String>,
+    #[serde(default)]
+    statuses: AuthzStatuses,
+}
+
+/// How the authorization service answers a denial (SPEC §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthzStatuses {
+    /// The status of SPEC §6.
+    #[default]
+    Exact,
+    /// Denials other than 401 and 403 as 403 (nginx's `auth_request` turns anything else
+    /// into a 500), the real code kept in the body and in `x-auth-code`.
+    Nginx,
+}
+
+/// The authorization-service listener (SPEC §8).
+#[derive(Debug, Clone)]
+pub struct Authz {
+    pub listen: SocketAddr,
+    pub statuses: AuthzStatuses,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,9 +147,7 @@ fn unspanned<T: Default>() -> Spanned<T> {
 fn default_string(s: &str) -> Spanned<String> {
     Spanned::new(s.into(), Location::UNKNOWN, Location::UNKNOWN)
 }
-fn default_listen() -> Spanned<String> {
-    default_string("0.0.0.0:8080")
-}
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 fn default_admin_listen() -> Spanned<String> {
     default_string("127.0.0.1:9901")
 }
@@ -159,10 +186,11 @@ pub enum ReplayStoreConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
-    pub listen: SocketAddr,
+    /// The public (proxy) listener; `None` in an authz-only deployment.
+    pub listen: Option<SocketAddr>,
     pub admin_listen: SocketAddr,
     pub policy_file: PathBuf,
-    /// Index 0 is always `default`.
+    /// Index 0 is always `default`; empty only in an authz-only deployment.
     pub upstreams: Vec<Upstream>,
     /// API-key environment -> index into `upstreams`.
     pub environments: BTreeMap<String, usize>,
@@ -173,6 +201,7 @@ pub struct Config {
     pub unmatched: Unmatched,
     pub replay_store: ReplayStoreConfig,
     pub log: LogConfig,
+    pub authz: Option<Authz>,
 }
 
 impl Config {
@@ -186,13 +215,27 @@ impl Config {
         let mut errors = Vec::new();
         let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
 
-        let listen = raw.listen.value.parse().unwrap_or_else(|_| {
-            err(
-                raw.listen.referenced.line(),
-                format!("listen: {:?} is not an address:port", raw.listen.value),
-            );
-            SocketAddr::from(([0, 0, 0, 0], 0))
+        let mut address = |what: &str, s: &Spanned<String>| {
+            s.value.parse::<SocketAddr>().map_err(|_| {
+                err(
+                    s.referenced.line(),
+                    format!("{what}: {:?} is not an address:port", s.value),
+                )
+            })
+        };
+        let authz = raw.authz.as_ref().and_then(|a| {
+            let listen = address("authz.listen", &a.value.listen).ok()?;
+            Some(Authz {
+                listen,
+                statuses: a.value.statuses,
+            })
         });
+        // With `authz`, the proxy listener is there only when asked for (SPEC §8).
+        let listen = match (&raw.listen, &raw.authz) {
+            (Some(l), _) => address("listen", l).ok(),
+            (None, Some(_)) => None,
+            (None, None) => DEFAULT_LISTEN.parse().ok(),
+        };
         let admin_listen = raw.admin_listen.value.parse().unwrap_or_else(|_| {
             err(
                 raw.admin_listen.referenced.line(),
@@ -206,7 +249,8 @@ impl Config {
 
         let mut upstreams = Vec::new();
         let named = &raw.upstreams.value;
-        if !named.contains_key("default") {
+        // An authz-only deployment forwards nothing, so needs no upstream.
+        if !named.contains_key("default") && (raw.listen.is_some() || raw.authz.is_none()) {
             err(
                 raw.upstreams.referenced.line(),
                 "upstreams: a `default` upstream is required".into(),
@@ -300,6 +344,7 @@ impl Config {
             unmatched: raw.unmatched,
             replay_store,
             log,
+            authz,
         })
     }
 }

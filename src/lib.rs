@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authorize;
+pub mod authz;
 pub mod busy_poll;
 pub mod config;
 pub mod decide;

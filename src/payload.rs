@@ -39,13 +39,8 @@ impl Plan {
 }
 
 pub fn plan(permit: &Permit<'_>, method: &http::Method, request: &HeaderMap) -> Option<Plan> {
-    let route = permit.route()?;
     let app = match &permit.principal().identity {
-        crate::auth::Identity::Jwt { app }
-            if route.encryption && app.payload_encryption.is_some() =>
-        {
-            app
-        }
+        crate::auth::Identity::Jwt { app } if permit.encrypts_payloads() => app,
         _ => return None,
     };
     let wants_json = request

@@ -13,6 +13,7 @@ use crate::auth::cache::TokenCache;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
 use crate::auth::verify::Verifier;
+use crate::authz::Authz;
 use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ReplayStoreConfig};
 use crate::decide::Decider;
@@ -36,11 +37,14 @@ pub struct Options {
 
 /// A started proxy. Dropping it does not stop it; call `shutdown`.
 pub struct Running {
-    pub addr: SocketAddr,
+    /// The public (proxy) listener; `None` in an authz-only deployment.
+    pub addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    /// The authorization-service listener, when configured (SPEC §8).
+    pub authz_addr: Option<SocketAddr>,
     pub state: Arc<State>,
     stop: channel::Sender<bool>,
-    serving: JoinHandle<()>,
+    serving: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -49,14 +53,18 @@ impl Running {
     pub async fn shutdown(self) {
         self.state.draining.store(true, Ordering::SeqCst);
         let _ = self.stop.send(true);
-        let _ = self.serving.await;
+        for listener in self.serving {
+            let _ = listener.await;
+        }
         self.state.access_log.flush();
     }
 }
 
 pub fn context(config: &Config) -> Context {
     Context {
-        upstreams: Some(config.upstreams.iter().map(|u| u.name.clone()).collect()),
+        // An authz-only deployment has no upstreams: routes' upstream names go unchecked.
+        upstreams: (!config.upstreams.is_empty())
+            .then(|| config.upstreams.iter().map(|u| u.name.clone()).collect()),
         identity_prefix: config.identity_header_prefix.clone(),
         test_environment: Some(config.environments.contains_key("test")),
     }
@@ -87,14 +95,19 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         }
         None => (None, None),
     };
-    let public = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", config.listen))?;
-    let admin = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|e| format!("admin_listen {}: {e}", config.admin_listen))?;
-    let addr = public.local_addr().map_err(|e| e.to_string())?;
-    let admin_addr = admin.local_addr().map_err(|e| e.to_string())?;
+    let public = match config.listen {
+        Some(at) => Some(bind("listen", at).await?),
+        None => None,
+    };
+    let authz = match &config.authz {
+        Some(a) => Some(bind("authz.listen", a.listen).await?),
+        None => None,
+    };
+    let admin = bind("admin_listen", config.admin_listen).await?;
+    let local = |l: &TcpListener| l.local_addr().map_err(|e| e.to_string());
+    let addr = public.as_ref().map(local).transpose()?;
+    let authz_addr = authz.as_ref().map(local).transpose()?;
+    let admin_addr = local(&admin)?;
 
     let busy_poll = (!config.limits.busy_poll.is_zero()).then(|| {
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
@@ -133,25 +146,45 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
     .map_err(|e| format!("policy watcher: {e}"))?;
     spawn_sighup(reload);
     tokio::spawn(crate::admin::serve(state.clone(), admin));
-    let (stop, mut stopped) = channel::channel(false);
+    let (stop, stopped) = channel::channel(false);
     let limits = Arc::new(state.config.limits.clone());
-    let serving = tokio::spawn(listener::serve(
-        state.clone(),
-        limits,
-        public,
-        tls,
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
         async move {
             let _ = stopped.wait_for(|s| *s).await;
-        },
-    ));
-    tracing::info!(%addr, %admin_addr, generation = policies.current().generation, "scopegate ready");
+        }
+    };
+    let mut serving = Vec::new();
+    if let Some(public) = public {
+        let proxy = listener::serve(state.clone(), limits.clone(), public, tls, until_stopped());
+        serving.push(tokio::spawn(proxy));
+    }
+    if let Some(authz) = authz {
+        let handler = Authz::new(state.clone());
+        let decide = listener::serve(handler, limits, authz, None, until_stopped());
+        serving.push(tokio::spawn(decide));
+    }
+    tracing::info!(
+        addr = ?addr,
+        authz_addr = ?authz_addr,
+        %admin_addr,
+        generation = policies.current().generation,
+        "scopegate ready"
+    );
     Ok(Running {
         addr,
         admin_addr,
+        authz_addr,
         state,
         stop,
         serving,
     })
+}
+
+async fn bind(what: &str, at: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("{what} {at}: {e}"))
 }
 
 #[cfg(unix)]

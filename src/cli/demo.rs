@@ -54,7 +54,9 @@ async fn demo_inner(policy: &Path, exit_after: Option<Duration>) -> Result<(), S
     .await?;
     let script = scopegate::demo::script(
         &running.state.policies.current().policy,
-        running.addr,
+        running
+            .addr
+            .ok_or("the demo config has a public listener")?,
         running.admin_addr,
         &creds,
     )?;

@@ -254,7 +254,8 @@ impl Proxy {
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
         Proxy {
-            addr: running.addr,
+            // The public listener; an authz-only proxy's authz listener.
+            addr: running.addr.or(running.authz_addr).expect("a listener"),
             admin: running.admin_addr,
             running: Some(running),
             dir,

@@ -45,8 +45,6 @@ VALUE_FILES = {
 # Volume types the Pod Security "restricted" profile allows.
 RESTRICTED_VOLUMES = {"configMap", "secret", "emptyDir", "projected", "downwardAPI", "csi",
                       "persistentVolumeClaim", "ephemeral"}
-# The binary's own words for a config key it does not know yet (SPEC §8 `authz` is not built).
-AUTHZ_NOT_BUILT = re.compile(r"unknown field `authz`|authz.*not supported|not supported.*authz")
 
 
 def values(name):
@@ -207,13 +205,6 @@ class Renders(unittest.TestCase):
             env = [e["name"] for e in values(name).get("secretEnv", [])]
             for args, code, out in scopegate_check(objects(rendered), env):
                 with self.subTest(values=name, check=args):
-                    if name == "authz" and args.startswith("--config") and code != 0:
-                        # Expected to fail until SPEC §8 lands; only the binary's own
-                        # "unknown field `authz`" excuses it, any other error fails.
-                        self.assertRegex(out, AUTHZ_NOT_BUILT, out)
-                        print(f"\n  expected failure until authz is built: {out.strip()}",
-                              file=sys.stderr)
-                        continue
                     self.assertEqual(code, 0, out)
                     self.assertIn(": ok (", out)
 
