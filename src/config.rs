@@ -452,6 +452,38 @@ mod tests {
     }
 
     #[test]
+    fn authz_makes_listen_and_upstreams_optional_and_only_then() {
+        let c = load_str("policy_file: p\nauthz: { listen: 127.0.0.1:9191 }\n").unwrap();
+        assert_eq!((c.listen, c.upstreams.len()), (None, 0));
+        let a = c.authz.unwrap();
+        assert_eq!((a.listen.port(), a.statuses), (9191, AuthzStatuses::Exact));
+        // Without authz the public listener has its default, and needs its upstream.
+        let c = load_str("policy_file: p\nupstreams: { default: http://a:1 }\n").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().ok());
+        assert!(load_str("policy_file: p\n").is_err());
+        // Both listeners: the proxy one still needs its upstream.
+        let e = load_str(
+            "policy_file: p\nlisten: 127.0.0.1:1\nauthz: { listen: 127.0.0.1:2, statuses: nginx }\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("a `default` upstream is required"),
+            "{e}"
+        );
+        let e = load_str("policy_file: p\nauthz:\n  listen: somewhere\n  statuses: envoy\n")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("scopegate.yaml:4:") && e.to_string().contains("exact, nginx"),
+            "{e}"
+        );
+        let e = load_str("policy_file: p\nauthz:\n  listen: somewhere\n").unwrap_err();
+        assert!(
+            e.to_string().contains("scopegate.yaml:3: authz.listen"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn https_upstream_is_refused() {
         assert!(load_str("policy_file: p\nupstreams: { default: https://a:1 }\n").is_err());
     }
