@@ -10,7 +10,6 @@
 //! and the policy snapshot, and returns a refusal (`Error`) or a `Permit` carrying what
 //! forwarding needs. It knows nothing of connections, upstreams or responses.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -25,7 +24,7 @@ use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
 use crate::config::Unmatched;
 use crate::error::{Error, Source};
-use crate::path;
+use crate::path::Normalized;
 use crate::policy::Route;
 use crate::policy::snapshot::Snapshot;
 use crate::wire::{Body, X_SIGNATURE, full};
@@ -105,8 +104,8 @@ impl Seen<'_> {
 }
 
 /// The request path as routing and forwarding use it (SPEC §5 "Path normalization").
-pub fn normalize(raw: &str) -> Result<Cow<'_, str>, Error> {
-    path::normalize(raw).map_err(|e| Error::InvalidPath(e.to_string()))
+pub fn normalize(raw: &str) -> Result<Normalized<'_>, Error> {
+    Normalized::new(raw).map_err(|e| Error::InvalidPath(e.to_string()))
 }
 
 impl Decider {
@@ -117,7 +116,7 @@ impl Decider {
         &self,
         snap: &'s Snapshot,
         method: &Method,
-        path: &str,
+        path: &Normalized<'_>,
         headers: &HeaderMap,
         body: &mut Body,
         seen: &mut Seen<'s>,
@@ -347,7 +346,14 @@ mod tests {
         };
         let mut body = full(Bytes::new());
         let decided = d
-            .decide(snap, &Method::GET, path, &headers, &mut body, &mut seen)
+            .decide(
+                snap,
+                &Method::GET,
+                &normalize(path).unwrap(),
+                &headers,
+                &mut body,
+                &mut seen,
+            )
             .await
             .map(|_| ());
         (decided, seen.checks)

@@ -91,6 +91,32 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     normalize_slow(raw).map(Cow::Owned)
 }
 
+/// A path that went through [`normalize`]: the only kind the router matches, so a raw
+/// path cannot be routed by mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized<'a>(Cow<'a, str>);
+
+impl<'a> Normalized<'a> {
+    pub fn new(raw: &'a str) -> Result<Normalized<'a>, PathError> {
+        normalize(raw).map(Normalized)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl std::ops::Deref for Normalized<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Returns `path` without one trailing slash, unless `path` is just `/`.
 /// The router treats one trailing slash as insignificant when matching.
 pub fn trim_trailing_slash(path: &str) -> &str {

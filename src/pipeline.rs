@@ -111,7 +111,7 @@ async fn process<'s>(
     let (mut parts, body) = req.into_parts();
     let normalized = decide::normalize(parts.uri.path())?;
     t.path = normalized.to_string();
-    if parts.method == Method::GET && normalized == JWKS_PATH {
+    if parts.method == Method::GET && normalized.as_str() == JWKS_PATH {
         let mut r = jwks(snap);
         headers::prepare_response(r.headers_mut(), request_id);
         return Ok(r);
@@ -167,9 +167,9 @@ async fn process<'s>(
         payload::upstream_accept(&mut parts.headers);
     }
     let path_and_query = match (up.base_path.as_str(), parts.uri.query()) {
-        ("", None) => normalized.into_owned(),
-        (base, None) => format!("{base}{normalized}"),
-        (base, Some(q)) => format!("{base}{normalized}?{q}"),
+        ("", None) => normalized.into_string(),
+        (base, None) => format!("{base}{}", normalized.as_str()),
+        (base, Some(q)) => format!("{base}{}?{q}", normalized.as_str()),
     };
     let upstream_name = up.name.as_str();
     let permitted = permit.bind(Request::from_parts(parts, body));

@@ -8,6 +8,8 @@
 
 use http::Method;
 
+use crate::path::Normalized;
+
 /// Which methods a route answers. `Any` is `methods: ["*"]`.
 #[derive(Debug, Clone)]
 pub enum Methods {
@@ -137,8 +139,11 @@ impl Router {
 
     /// Matches a normalized path. A method list naming the method wins over one that allows
     /// it only as HEAD-for-GET, which wins over `*`: policy order never decides.
-    pub fn at<'p>(&self, method: &Method, path: &'p str) -> Option<Matched<'p>> {
-        let found = self.tree.at(crate::path::trim_trailing_slash(path)).ok()?;
+    pub fn at<'p>(&self, method: &Method, path: &'p Normalized<'_>) -> Option<Matched<'p>> {
+        let found = self
+            .tree
+            .at(crate::path::trim_trailing_slash(path.as_str()))
+            .ok()?;
         let node = &self.nodes[*found.value];
         let rank = |m: &Methods| match m {
             Methods::List(l) if l.contains(method) => 0,
@@ -162,6 +167,10 @@ impl Router {
 mod tests {
     use super::*;
 
+    fn n(path: &str) -> Normalized<'_> {
+        Normalized::new(path).unwrap()
+    }
+
     fn router(routes: &[(&str, &[&str])]) -> Router {
         let mut r = Router::default();
         for (i, (path, methods)) in routes.iter().enumerate() {
@@ -182,12 +191,20 @@ mod tests {
             (&[("/x", &["HEAD"][..]), ("/x", &["GET"][..])][..], 0, 1),
         ] {
             let r = router(routes);
-            assert_eq!(r.at(&Method::HEAD, "/x").unwrap().route, head, "{routes:?}");
-            assert_eq!(r.at(&Method::GET, "/x").unwrap().route, get, "{routes:?}");
+            assert_eq!(
+                r.at(&Method::HEAD, &n("/x")).unwrap().route,
+                head,
+                "{routes:?}"
+            );
+            assert_eq!(
+                r.at(&Method::GET, &n("/x")).unwrap().route,
+                get,
+                "{routes:?}"
+            );
         }
         // HEAD-for-GET still beats `*`.
         let r = router(&[("/x", &["*"]), ("/x", &["GET"])]);
-        assert_eq!(r.at(&Method::HEAD, "/x").unwrap().route, 1);
+        assert_eq!(r.at(&Method::HEAD, &n("/x")).unwrap().route, 1);
     }
 
     #[test]
@@ -198,60 +215,60 @@ mod tests {
             ("/api/public/bot/{id}/{*rest}", &["*"]),
             ("/api/public/bot/special/getSessions", &["POST"]),
         ]);
-        let m = r
-            .at(&Method::GET, "/api/public/bot/st-1/dashboard/x/widget/y")
-            .unwrap();
+        let widget = n("/api/public/bot/st-1/dashboard/x/widget/y");
+        let m = r.at(&Method::GET, &widget).unwrap();
         assert_eq!((m.route, m.params), (0, vec!["st-1", "x", "y"]));
         assert_eq!(
-            r.at(&Method::POST, "/api/public/bot/st-1/getSessions")
+            r.at(&Method::POST, &n("/api/public/bot/st-1/getSessions"))
                 .unwrap()
                 .route,
             1
         );
         assert_eq!(
-            r.at(&Method::POST, "/api/public/bot/special/getSessions")
+            r.at(&Method::POST, &n("/api/public/bot/special/getSessions"))
                 .unwrap()
                 .route,
             3
         );
-        let m = r.at(&Method::PUT, "/api/public/bot/st-1/a/b").unwrap();
+        let rest = n("/api/public/bot/st-1/a/b");
+        let m = r.at(&Method::PUT, &rest).unwrap();
         assert_eq!((m.route, m.params), (2, vec!["st-1", "a/b"]));
     }
 
     #[test]
     fn method_mismatch_on_best_template_is_no_route() {
         let r = router(&[("/bots/{id}", &["GET"]), ("/{*rest}", &["*"])]);
-        assert!(r.at(&Method::DELETE, "/bots/1").is_none());
-        assert_eq!(r.at(&Method::HEAD, "/bots/1").unwrap().route, 0);
+        assert!(r.at(&Method::DELETE, &n("/bots/1")).is_none());
+        assert_eq!(r.at(&Method::HEAD, &n("/bots/1")).unwrap().route, 0);
     }
 
     #[test]
     fn same_shape_with_other_param_names_shares_a_node() {
         let r = router(&[("/bots/{botId}", &["GET"]), ("/bots/{id}", &["DELETE"])]);
-        assert_eq!(r.at(&Method::DELETE, "/bots/1").unwrap().route, 1);
-        assert_eq!(r.at(&Method::GET, "/bots/1").unwrap().route, 0);
+        assert_eq!(r.at(&Method::DELETE, &n("/bots/1")).unwrap().route, 1);
+        assert_eq!(r.at(&Method::GET, &n("/bots/1")).unwrap().route, 0);
     }
 
     #[test]
     fn exact_method_beats_star_on_the_same_template() {
         let r = router(&[("/x", &["*"]), ("/x", &["POST"])]);
-        assert_eq!(r.at(&Method::POST, "/x").unwrap().route, 1);
-        assert_eq!(r.at(&Method::GET, "/x").unwrap().route, 0);
+        assert_eq!(r.at(&Method::POST, &n("/x")).unwrap().route, 1);
+        assert_eq!(r.at(&Method::GET, &n("/x")).unwrap().route, 0);
     }
 
     #[test]
     fn trace_and_connect_never_match() {
         let r = router(&[("/x", &["*"])]);
-        assert!(r.at(&Method::TRACE, "/x").is_none());
-        assert!(r.at(&Method::CONNECT, "/x").is_none());
+        assert!(r.at(&Method::TRACE, &n("/x")).is_none());
+        assert!(r.at(&Method::CONNECT, &n("/x")).is_none());
     }
 
     #[test]
     fn one_trailing_slash_is_not_significant_and_case_is() {
         let r = router(&[("/admin", &["GET"]), ("/", &["GET"])]);
-        assert_eq!(r.at(&Method::GET, "/admin/").unwrap().route, 0);
-        assert!(r.at(&Method::GET, "/Admin").is_none());
-        assert_eq!(r.at(&Method::GET, "/").unwrap().route, 1);
+        assert_eq!(r.at(&Method::GET, &n("/admin/")).unwrap().route, 0);
+        assert!(r.at(&Method::GET, &n("/Admin")).is_none());
+        assert_eq!(r.at(&Method::GET, &n("/")).unwrap().route, 1);
     }
 
     #[test]
