@@ -100,22 +100,31 @@ pub fn spawn(
 
 async fn reload_policy(policies: &Arc<Policies>, metrics: &Arc<Metrics>, trigger: Trigger) {
     let p = policies.clone();
-    let m = metrics.clone();
     let started = std::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || p.reload(&m)).await;
+    let outcome = tokio::task::spawn_blocking(move || p.reload()).await;
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
-    match outcome {
+    let result = match outcome {
         Ok(Ok(Reloaded::Swapped(generation))) => {
             tracing::info!(?trigger, generation, took_ms, "policy reloaded");
+            metrics.generation.set(generation as i64);
+            "success"
         }
-        Ok(Ok(Reloaded::Unchanged)) => tracing::debug!(?trigger, "policy unchanged"),
+        Ok(Ok(Reloaded::Unchanged)) => {
+            tracing::debug!(?trigger, "policy unchanged");
+            "unchanged"
+        }
         Ok(Err(errors)) => {
             for e in &errors.0 {
                 tracing::error!(?trigger, error = %e, "policy reload refused; the previous policy stays in force");
             }
+            "failure"
         }
-        Err(e) => tracing::error!(error = %e, "policy reload task failed"),
-    }
+        Err(e) => {
+            tracing::error!(error = %e, "policy reload task failed");
+            "failure"
+        }
+    };
+    metrics.reloads.with_label_values(&[result]).inc();
 }
 
 async fn reload_certificate(certificate: &Arc<Certificate>, metrics: &Metrics, trigger: Trigger) {

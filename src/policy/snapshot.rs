@@ -12,7 +12,6 @@ use arc_swap::ArcSwap;
 
 use super::Policy;
 use super::compile::{self, Context};
-use crate::observe::metrics::Metrics;
 use crate::yaml::FileErrors;
 
 #[derive(Debug)]
@@ -76,8 +75,8 @@ impl Policies {
     /// Compiles the file again and swaps it in if it is valid and different. On error the
     /// policy in force stays, and the error says why. The replaced policy is freed on a
     /// thread of its own (see `retire`).
-    pub fn reload(&self, metrics: &Metrics) -> Result<Reloaded, FileErrors> {
-        let (outcome, old) = self.swap(metrics)?;
+    pub fn reload(&self) -> Result<Reloaded, FileErrors> {
+        let (outcome, old) = self.swap()?;
         if let Some(old) = old {
             // Should no thread start, the closure, and the policy with it, is dropped here.
             let _ = std::thread::Builder::new()
@@ -87,29 +86,21 @@ impl Policies {
         Ok(outcome)
     }
 
-    fn swap(&self, metrics: &Metrics) -> Result<(Reloaded, Option<Arc<Snapshot>>), FileErrors> {
+    fn swap(&self) -> Result<(Reloaded, Option<Arc<Snapshot>>), FileErrors> {
         let _guard = self.reload.lock().unwrap_or_else(|p| p.into_inner());
-        let failed = |e: FileErrors| {
-            metrics.reloads.with_label_values(&["failure"]).inc();
-            e
-        };
-        let bytes = read(&self.file).map_err(failed)?;
+        let bytes = read(&self.file)?;
         // Editors and ConfigMap swaps fire several events per change: hash first, and only
         // compile when some byte of the policy or a file it reads actually changed.
         let sha256 = compile::sha256_hex(&bytes);
         let current = self.current.load();
         if fingerprint(&sha256, &current.referenced_files) == current.fingerprint {
-            metrics.reloads.with_label_values(&["unchanged"]).inc();
             return Ok((Reloaded::Unchanged, None));
         }
         drop(current);
-        let compiled =
-            compile::compile_hashed(&self.file, &bytes, sha256, &self.ctx).map_err(failed)?;
+        let compiled = compile::compile_hashed(&self.file, &bytes, sha256, &self.ctx)?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         drop(bytes);
         let old = self.current.swap(Arc::new(snapshot(compiled, generation)));
-        metrics.reloads.with_label_values(&["success"]).inc();
-        metrics.generation.set(generation as i64);
         Ok((Reloaded::Swapped(generation), Some(old)))
     }
 }
@@ -179,12 +170,10 @@ mod tests {
         let file = dir.path().join("policy.yaml");
         std::fs::write(&file, "version: 1\nscopes: { a: x }\n").unwrap();
         let (policies, _) = Policies::load(&file, Context::standalone()).unwrap();
-        let metrics = Metrics::new();
-
         let in_flight = policies.current();
         let old = Arc::downgrade(&in_flight);
         std::fs::write(&file, "version: 1\nscopes: { a: x, b: y }\n").unwrap();
-        assert_eq!(policies.reload(&metrics).unwrap(), Reloaded::Swapped(2));
+        assert_eq!(policies.reload().unwrap(), Reloaded::Swapped(2));
         assert_eq!(policies.current().policy.scopes.len(), 2);
         // The request that started under generation 1 still reads it, whole.
         std::thread::sleep(Duration::from_millis(50));
