@@ -230,7 +230,11 @@ impl Decider {
             };
             seen.checked("verify", verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
-                format!("{} {id}", p.kind())
+                let once = match &p.identity {
+                    Identity::Jwt { app } if app.single_use_jti => ", its single-use jti recorded",
+                    _ => "",
+                };
+                format!("{} {id}{once}", p.kind())
             })?
         };
         seen.principal_kind = principal.kind();

@@ -12,6 +12,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod error;
+pub mod explain;
 pub mod jose;
 pub mod observe;
 pub mod path;

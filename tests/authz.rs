@@ -323,7 +323,7 @@ fn outcome(a: &Answer) -> (u16, String) {
 }
 
 #[tokio::test]
-async fn every_decision_is_the_same_on_the_proxy_and_the_authorization_service() {
+async fn every_decision_is_the_same_on_the_proxy_the_authorization_service_and_explain() {
     let (up, p, authz) = both("").await;
     let mut failures = Vec::new();
     for c in table() {
@@ -352,9 +352,28 @@ async fn every_decision_is_the_same_on_the_proxy_and_the_authorization_service()
             }
         }
     }
+    // The third door: `explain`'s offline decision, through the same code.
+    let snap = p.running.as_ref().unwrap().state.policies.current();
+    let decider = scopegate::explain::offline_decider(scopegate::config::Unmatched::Deny);
+    for c in table() {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &c.headers {
+            headers.append(*k, v.parse().unwrap());
+        }
+        let body = bytes::Bytes::from(c.body.clone().unwrap_or_default());
+        let method = c.method.parse().unwrap();
+        let e =
+            scopegate::explain::explain(&decider, &snap, &method, &c.path, &headers, body).await;
+        if (e.status, e.code) != (c.status, c.code) {
+            failures.push(format!(
+                "{} via explain: expected {} {}, got {} {}",
+                c.name, c.status, c.code, e.status, e.code
+            ));
+        }
+    }
     assert!(
         failures.is_empty(),
-        "the listeners disagree:\n{}",
+        "the doors disagree:\n{}",
         failures.join("\n")
     );
     // Only the proxy's requests reached the upstream: 6 allowed cases.

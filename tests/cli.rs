@@ -86,6 +86,8 @@ fn usage_errors_exit_2_and_every_command_has_help() {
         &["run", "--help"],
         &["demo", "--help"],
         &["check", "--help"],
+        &["explain", "--help"],
+        &["test", "--help"],
         &["token", "--help"],
         &["key", "new", "--help"],
     ] {
@@ -462,4 +464,163 @@ jwe_keys:
             (17, "jwe key kid \"sg\" is used twice"),
         ],
     );
+}
+
+#[test]
+fn explain_prints_the_decision_and_its_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, policy::standard()).unwrap();
+    let p = file.to_str().unwrap();
+    let key = format!("Authorization: Bearer {KEY_READ}");
+    let (code, out, _) = scopegate(&[
+        "explain",
+        "--policy",
+        p,
+        "--path",
+        "/v1/bots/bot-1",
+        "-H",
+        &key,
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("route: bot-read\nprincipal: api_key key-read\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("=> 200 ok\n"), "{out}");
+    let (code, out, _) = scopegate(&[
+        "explain",
+        "--policy",
+        p,
+        "--method",
+        "POST",
+        "--path",
+        "/v1/bots/bot-1",
+        "-H",
+        &key,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["code"].as_str()),
+        (Some(403), Some("insufficient_scope"))
+    );
+    assert_eq!(v["route"], "bot-write");
+    assert_eq!(
+        v["principal"],
+        serde_json::json!({ "kind": "api_key", "id": "key-read" })
+    );
+    let checks: Vec<(&str, &str)> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap(), c["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("path", "pass"),
+            ("route", "pass"),
+            ("credential", "pass"),
+            ("verify", "pass"),
+            ("rate_limit", "skip"),
+            ("authorize", "fail")
+        ]
+    );
+    assert!(
+        !out.contains(KEY_READ),
+        "the key never appears in the trace"
+    );
+    let (code, out, _) = scopegate(&["explain", "--policy", p, "--path", "/nothing"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("route: no_route\n") && out.ends_with("=> 404 no_route\n"),
+        "{out}"
+    );
+    let (code, _, err) = scopegate(&["explain", "--policy", p, "--path", "/x", "-H", "no colon"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn test_runs_cases_and_reports_every_mismatch_with_its_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, policy::standard()).unwrap();
+    let cases = |name: &str, text: &str| {
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let good = cases(
+        "good.yaml",
+        r#"- name: the app reads its bot
+  request:
+    method: GET
+    path: /v1/bots/bot-1
+    headers: { auth: "{{token app=app-hs}}" }
+  expect: { status: 200 }
+- name: a token narrowed to another scope cannot read
+  request:
+    method: GET
+    path: /v1/bots/bot-1
+    headers: { auth: "{{token app=app-hs scope=reports}}" }
+  expect: { status: 403, code: insufficient_scope }
+- name: a key from the environment
+  request:
+    method: GET
+    path: /v1/bots/bot-1
+    headers: { Authorization: "Bearer {{env SG_TEST_KEY}}" }
+  expect: { status: 200 }
+"#,
+    );
+    let run = |cases: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args([
+                "test",
+                "--policy",
+                file.to_str().unwrap(),
+                cases.to_str().unwrap(),
+            ])
+            .env("SG_TEST_KEY", KEY_READ)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&good);
+    assert_eq!((code, out.as_str()), (0, "3 passed, 0 failed\n"));
+    let bad = cases(
+        "bad.yaml",
+        r#"- name: expects too much
+  request: { method: POST, path: /v1/bots/bot-1, headers: { auth: "{{token app=app-hs}}" } }
+  expect: { status: 200 }
+- name: right
+  request: { method: GET, path: /nothing }
+  expect: { status: 404, code: no_route }
+- name: unknown app
+  request: { method: GET, path: /v1/bots/bot-1, headers: { auth: "{{token app=nobody}}" } }
+  expect: { status: 200 }
+"#,
+    );
+    let (code, out) = run(&bad);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "FAIL expects too much: expected 200 (any code), got 403 insufficient_scope\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("    route: bot-write\n"),
+        "the trace follows the mismatch: {out}"
+    );
+    assert!(
+        out.contains("FAIL unknown app: no app with client_id \"nobody\""),
+        "{out}"
+    );
+    assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
 }

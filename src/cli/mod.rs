@@ -1,9 +1,11 @@
 //! The command line (SPEC §2): the clap definitions of every command and the dispatch to
-//! the file that carries it out (`run`, `demo`, `check`, `token`, `key`). Setup shared by
+//! the file that carries it out (`run`, `demo`, `check`, `explain` and `test`, `token`,
+//! `key`). Setup shared by
 //! the serving commands (logging, the tokio runtime) lives in `run`.
 
 mod check;
 mod demo;
+mod explain;
 mod key;
 mod run;
 mod token;
@@ -48,6 +50,38 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Print the proxy's decision for one request and the checks that led to it, offline.
+    Explain {
+        /// The policy to decide with.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The request's method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request's path (and query), as the client sends it.
+        #[arg(long)]
+        path: String,
+        /// A request header, 'Name: value' (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Decide as `unmatched: passthrough` would (the config's setting; default deny).
+        #[arg(long)]
+        passthrough: bool,
+    },
+    /// Run policy test cases offline; exit 1 on any mismatch.
+    Test {
+        /// The policy under test.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The cases: a YAML list of {name, request: {method, path, headers}, expect: {status, code}}.
+        cases: PathBuf,
+        /// Decide as `unmatched: passthrough` would (default deny).
+        #[arg(long)]
+        passthrough: bool,
+    },
     /// Mint a test JWT for an HS* app of the policy.
     Token {
         #[arg(long)]
@@ -69,6 +103,12 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum KeyCommand {
     /// Print a new random API key and the sha256 line for the policy.
@@ -85,6 +125,26 @@ pub fn main() -> ExitCode {
         Command::Run { config } => run::run(&config),
         Command::Demo { policy, exit_after } => demo::demo(&policy, exit_after),
         Command::Check { config, policy } => check::check(config.as_deref(), policy.as_deref()),
+        Command::Explain {
+            policy,
+            method,
+            path,
+            headers,
+            format,
+            passthrough,
+        } => explain::explain(
+            &policy,
+            &method,
+            &path,
+            &headers,
+            matches!(format, Format::Json),
+            unmatched(passthrough),
+        ),
+        Command::Test {
+            policy,
+            cases,
+            passthrough,
+        } => explain::test(&policy, &cases, unmatched(passthrough)),
         Command::Token {
             policy,
             app,
@@ -95,5 +155,13 @@ pub fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::New { prefix },
         } => key::new(&prefix),
+    }
+}
+
+fn unmatched(passthrough: bool) -> scopegate::config::Unmatched {
+    if passthrough {
+        scopegate::config::Unmatched::Passthrough
+    } else {
+        scopegate::config::Unmatched::Deny
     }
 }
