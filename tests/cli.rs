@@ -624,3 +624,36 @@ fn test_runs_cases_and_reports_every_mismatch_with_its_trace() {
     );
     assert!(out.ends_with("1 passed, 2 failed\n"), "{out}");
 }
+
+#[test]
+fn the_shipped_policy_cases_pass() {
+    let out = Command::new(BIN)
+        .args([
+            "test",
+            "--policy",
+            "policies/example.yaml",
+            "policies/example.cases.yaml",
+        ])
+        .current_dir(REPO)
+        .env(
+            "REPORTING_CLIENT_SECRET",
+            "reporting-secret-0123456789abcdef-0123",
+        )
+        .env(
+            "DATA_APP_CLIENT_SECRET",
+            "data-app-secret-0123456789abcdef0123456789abcdef0123456789abcdef",
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.ends_with(" passed, 0 failed\n") && !stdout.starts_with("0 passed"),
+        "{stdout}"
+    );
+}
