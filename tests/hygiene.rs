@@ -68,6 +68,11 @@ async fn exchange(addr: SocketAddr, request: &[u8]) -> Exchange {
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The proxy may close early (e.g. oversized headers): a failed write is not a failure.
     let _ = s.write_all(request).await;
+    read_until_closed(s).await
+}
+
+/// Reads until the proxy closes the connection or 3 s pass.
+async fn read_until_closed(mut s: TcpStream) -> Exchange {
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -1431,17 +1436,7 @@ async fn exchange_body(addr: SocketAddr, parts: &[&[u8]], then_close: bool) -> E
     if then_close {
         let _ = s.shutdown().await;
     }
-    let mut bytes = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let closed = loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => break false,
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-        }
-    };
-    Exchange { bytes, closed }
+    read_until_closed(s).await
 }
 
 #[tokio::test]

@@ -719,15 +719,6 @@ async fn rate_limits_answer_429_with_headers() {
     );
 }
 
-fn webhook_sig(t: i64, body: &[u8]) -> String {
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
-    let msg = [t.to_string().as_bytes(), b".", body].concat();
-    format!(
-        "t={t},v1={}",
-        hex::encode(aws_lc_rs::hmac::sign(&key, &msg))
-    )
-}
-
 fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -98,3 +98,13 @@ pub fn token(app: &str, extra: serde_json::Value) -> String {
     }
     super::hs256(claims)
 }
+
+/// An `X-Signature` value for `body` at unix time `t`, signed with `WEBHOOK_SECRET` (SPEC §3.5).
+pub fn webhook_sig(t: i64, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, WEBHOOK_SECRET.as_bytes());
+    let msg = [t.to_string().as_bytes(), b".", body].concat();
+    format!(
+        "t={t},v1={}",
+        hex::encode(aws_lc_rs::hmac::sign(&key, &msg))
+    )
+}
