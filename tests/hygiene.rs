@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::policy::{self, *};
+use common::jose::bearer;
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -201,10 +202,6 @@ async fn send_raw(p: &Proxy, method: &str, target: &str, headers: &[(&str, &str)
     exchange(p.addr, &request(p.addr, method, target, headers))
         .await
         .single()
-}
-
-fn bearer(v: &str) -> String {
-    format!("Bearer {v}")
 }
 
 /// The outcome a request must have.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::jose::*;
 use common::*;
 use serde_json::{Value, json};
 
@@ -24,12 +25,6 @@ const HS: &str = "jwt-interop-hs-secret-0123456789abcdef0123456789abcdef01234567
 /// The own secret of `app-mixed` (RS256 + HS256): anything but its public PEM.
 const MIXED_HS: &str = "app-mixed-own-secret-fedcba9876543210fedcba9876543210fedcba98";
 const AUD: &str = "https://api.example";
-
-fn key(name: &str) -> String {
-    let p = fixture(name);
-    assert!(p.exists(), "missing fixture {}", p.display());
-    p.display().to_string()
-}
 
 fn jwt_fixture(name: &str) -> PathBuf {
     Path::new(REPO).join("tests/fixtures/jwt").join(name)
@@ -95,168 +90,7 @@ fn claims(app: &str, extra: Value) -> Value {
     c
 }
 
-/// A `jose_tool` invocation (argv, stdin), run later by `run`.
-#[derive(Clone)]
-struct Job(Vec<String>, Option<String>);
-
-/// `sign --alg ALG (--secret|--key) --claims JSON [--header JSON]`. `claims` is raw JSON text
-/// (so that `Infinity`/`NaN` can be written); `signer` is a secret for HS*, else a PEM path.
-fn sign_raw(alg: &str, signer: &str, claims: &str, header: Option<Value>) -> Job {
-    let flag = if alg.starts_with("HS") {
-        "--secret"
-    } else {
-        "--key"
-    };
-    let mut a = vec![
-        "sign".into(),
-        "--alg".into(),
-        alg.into(),
-        flag.into(),
-        signer.into(),
-        "--claims".into(),
-        claims.into(),
-    ];
-    if let Some(h) = header {
-        a.extend(["--header".into(), h.to_string()]);
-    }
-    Job(a, None)
-}
-
-fn sign(alg: &str, signer: &str, claims: &Value) -> Job {
-    sign_raw(alg, signer, &claims.to_string(), None)
-}
-
-fn sign_h(alg: &str, signer: &str, claims: &Value, header: Value) -> Job {
-    sign_raw(alg, signer, &claims.to_string(), Some(header))
-}
-
-fn sign_none(claims: &Value, header: Option<Value>) -> Job {
-    let mut a: Vec<String> = vec!["sign-none".into(), "--claims".into(), claims.to_string()];
-    if let Some(h) = header {
-        a.extend(["--header".into(), h.to_string()]);
-    }
-    Job(a, None)
-}
-
-fn confusion(pubkey: &str, alg: &str, claims: &Value) -> Job {
-    Job(
-        vec![
-            "sign-confusion".into(),
-            "--pubkey".into(),
-            pubkey.into(),
-            "--alg".into(),
-            alg.into(),
-            "--claims".into(),
-            claims.to_string(),
-        ],
-        None,
-    )
-}
-
-/// `jwe-token --jws JWS --key PROXY_PUB --alg ALG [--kid KID] [--zip]`.
-fn wrap(jws: &str, pubkey: &str, alg: &str, kid: Option<&str>, zip: bool) -> Job {
-    let mut a: Vec<String> = vec![
-        "jwe-token".into(),
-        "--jws".into(),
-        jws.into(),
-        "--key".into(),
-        pubkey.into(),
-        "--alg".into(),
-        alg.into(),
-    ];
-    if let Some(k) = kid {
-        a.extend(["--kid".into(), k.into()]);
-    }
-    if zip {
-        a.push("--zip".into());
-    }
-    Job(a, None)
-}
-
-/// Runs the jobs in one Python process (tests/interop/jose_batch.py drives jose_tool's
-/// own commands) and returns their outputs in order. Fails, never skips, without Python.
-fn run(jobs: &[Job]) -> Vec<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let input = Value::Array(
-        jobs.iter()
-            .map(|j| json!({ "args": j.0, "stdin": j.1 }))
-            .collect(),
-    );
-    let mut child = Command::new("python3")
-        .arg(Path::new(REPO).join("tests/interop/jose_batch.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is required for interop tests (CI installs joserfc)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "jose_batch failed (is joserfc installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), jobs.len());
-    results
-        .iter()
-        .zip(jobs)
-        .map(|(r, j)| match r["out"].as_str() {
-            Some(s) => s.to_string(),
-            None => panic!("jose_tool {:?} failed: {}", j.0, r["error"]),
-        })
-        .collect()
-}
-
-/// `encrypt ARGS < plaintext` (compact JWE, any alg/enc joserfc knows).
-fn encrypt(plaintext: &str, args: &[&str]) -> Job {
-    let mut a: Vec<String> = vec!["encrypt".into()];
-    a.extend(args.iter().map(|s| s.to_string()));
-    Job(a, Some(plaintext.into()))
-}
-
-// ---------------------------------------------------------------- byte-level editing
-
-fn part(t: &str, i: usize) -> &str {
-    t.split('.').nth(i).unwrap()
-}
-
-fn decode_part(t: &str, i: usize) -> Value {
-    serde_json::from_slice(&B64.decode(part(t, i)).unwrap()).unwrap()
-}
-
-fn replace_part(t: &str, i: usize, new: &str) -> String {
-    let mut parts: Vec<&str> = t.split('.').collect();
-    parts[i] = new;
-    parts.join(".")
-}
-
-/// Re-encodes the JSON of part `i` after `f` edits it; every other part is kept byte for byte.
-fn edit_json(t: &str, i: usize, f: impl FnOnce(&mut Value)) -> String {
-    let mut v = decode_part(t, i);
-    f(&mut v);
-    replace_part(t, i, &B64.encode(v.to_string()))
-}
-
-/// Changes the first character of part `i`, which flips bits of its first decoded byte.
-fn flip(t: &str, i: usize) -> String {
-    let p = part(t, i);
-    assert!(!p.is_empty(), "part {i} of {t} is empty");
-    let first = if p.starts_with('A') { "B" } else { "A" };
-    replace_part(t, i, &format!("{first}{}", &p[1..]))
-}
-
 // ---------------------------------------------------------------- requests
-
-fn bearer(t: &str) -> String {
-    format!("Bearer {t}")
-}
 
 async fn call(p: &Proxy, path: &str, token: &str) -> Answer {
     get(&p.url(path), &[("authorization", &bearer(token))]).await

@@ -18,6 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use bytes::Bytes;
+use common::jose::*;
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -27,10 +28,6 @@ use tokio::net::TcpListener;
 
 const JOSE: &str = "application/jose";
 const JOSE_JSON: &str = "application/jose+json";
-
-fn key(name: &str) -> String {
-    fixture(name).display().to_string()
-}
 
 fn policy() -> String {
     format!(
@@ -76,69 +73,6 @@ fn token(app: &str) -> String {
 }
 
 // ---------------------------------------------------------------- joserfc, in batches
-
-/// One result of tests/interop/jose_batch.py: stdout, and for `decrypt` the
-/// protected header it printed.
-#[derive(Debug)]
-struct PyOut {
-    out: String,
-    header: Value,
-}
-
-/// Runs jose_tool jobs in one Python process, off the runtime's thread (the proxy under test
-/// runs on it). A job that failed is `Err(message)`.
-async fn batch(jobs: Vec<Value>) -> Vec<Result<PyOut, String>> {
-    let n = jobs.len();
-    let run = tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new("python3")
-            .arg(Path::new(REPO).join("tests/interop/jose_batch.py"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 is required for the payload interop tests (CI installs joserfc)");
-        let input = serde_json::to_vec(&jobs).unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(&input));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
-        assert!(
-            out.status.success(),
-            "jose_batch failed (is joserfc installed?): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    });
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("jose_batch did not finish within 60 s")
-        .unwrap();
-    let results: Vec<Value> = serde_json::from_slice(&out).unwrap();
-    assert_eq!(results.len(), n);
-    results
-        .into_iter()
-        .map(|r| match r.get("error") {
-            Some(e) => Err(e.as_str().unwrap_or_default().to_string()),
-            None => Ok(PyOut {
-                out: r["out"].as_str().unwrap().to_string(),
-                header: r["header"].clone(),
-            }),
-        })
-        .collect()
-}
-
-/// Like [`batch`], for jobs that must all succeed.
-async fn batch_ok(jobs: Vec<Value>) -> Vec<PyOut> {
-    let what: Vec<String> = jobs.iter().map(|j| j["args"].to_string()).collect();
-    batch(jobs)
-        .await
-        .into_iter()
-        .zip(what)
-        .map(|(r, what)| r.unwrap_or_else(|e| panic!("jose_tool {what}: {e}")))
-        .collect()
-}
 
 /// What a client encrypts with.
 #[derive(Clone, Copy, Debug)]
@@ -862,60 +796,6 @@ async fn head_on_an_encrypted_route_does_not_describe_the_plaintext() {
 
 // ---------------------------------------------------------------- 2. negative
 
-fn parts(t: &str) -> Vec<String> {
-    t.split('.').map(str::to_string).collect()
-}
-
-fn with_part(t: &str, i: usize, new: &str) -> String {
-    let mut p = parts(t);
-    p[i] = new.to_string();
-    p.join(".")
-}
-
-/// Flips one bit in the middle of the decoded bytes of part `i` and re-encodes it.
-fn flip_bit(t: &str, i: usize) -> String {
-    let mut bytes = B64.decode(&parts(t)[i]).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    with_part(t, i, &B64.encode(bytes))
-}
-
-/// Replaces one base64url character in the middle of part `i` with another.
-fn flip_char(t: &str, i: usize) -> String {
-    let mut chars: Vec<char> = parts(t)[i].chars().collect();
-    let mid = chars.len() / 2;
-    chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
-    with_part(t, i, &chars.into_iter().collect::<String>())
-}
-
-/// Decodes the protected header, lets `f` edit it, re-encodes it (the tag then fails too).
-fn edit_header(t: &str, f: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
-    let mut h: Value = serde_json::from_slice(&B64.decode(&parts(t)[0]).unwrap()).unwrap();
-    f(h.as_object_mut().unwrap());
-    with_part(t, 0, &B64.encode(h.to_string()))
-}
-
-/// `edit_header` for one string member.
-fn set_header(t: &str, name: &str, value: &str) -> String {
-    edit_header(t, |h| {
-        h.insert(name.into(), value.into());
-    })
-}
-
-/// Drops the last `n` bytes of the decoded part `i`.
-fn shorten(t: &str, i: usize, n: usize) -> String {
-    let bytes = B64.decode(&parts(t)[i]).unwrap();
-    with_part(t, i, &B64.encode(&bytes[..bytes.len() - n]))
-}
-
-fn to_flattened(t: &str) -> String {
-    let p = parts(t);
-    json!({
-        "protected": p[0], "encrypted_key": p[1], "iv": p[2], "ciphertext": p[3], "tag": p[4],
-    })
-    .to_string()
-}
-
 /// Every way a body can fail to decrypt gets the same 400 `invalid_encrypted_payload`,
 /// byte for byte (request id aside), with the same headers, and nothing reaches the upstream.
 #[tokio::test]
@@ -1092,7 +972,7 @@ async fn every_undecryptable_body_gets_one_identical_answer() {
             base[..base.len() / 2].to_string(),
         ),
         ("tag part missing", JOSE, parts(base)[..4].join(".")),
-        ("empty tag", JOSE, with_part(base, 4, "")),
+        ("empty tag", JOSE, replace_part(base, 4, "")),
         (
             "tag truncated to its first 12 bytes",
             JOSE,
@@ -1111,7 +991,7 @@ async fn every_undecryptable_body_gets_one_identical_answer() {
         (
             "iv of 16 bytes",
             JOSE,
-            with_part(base, 2, &B64.encode([7u8; 16])),
+            replace_part(base, 2, &B64.encode([7u8; 16])),
         ),
         ("six parts", JOSE, format!("{base}.AAAA")),
         (
