@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::policy::{self, *};
 use common::jose::bearer;
+use common::policy::{self, *};
 use common::*;
 use serde_json::json;
 
