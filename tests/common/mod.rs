@@ -23,6 +23,7 @@ use scopegate::config::Config;
 use scopegate::server::{self, Options, Running};
 
 pub mod jose;
+pub mod jwt;
 pub mod policy;
 
 pub const HS_SECRET: &str = "test-client-secret-0123456789abcdef";
