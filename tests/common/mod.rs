@@ -24,6 +24,7 @@ use scopegate::server::{self, Options, Running};
 
 pub mod jose;
 pub mod jwt;
+pub mod payload;
 pub mod policy;
 
 pub const HS_SECRET: &str = "test-client-secret-0123456789abcdef";
