@@ -14,7 +14,7 @@ use common::policy::*;
 use common::raw::*;
 use common::*;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 // ---------------------------------------------------------------------------------------------
@@ -425,17 +425,7 @@ async fn exchange_body(addr: SocketAddr, parts: &[&[u8]], then_close: bool) -> E
     if then_close {
         let _ = s.shutdown().await;
     }
-    let mut bytes = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let closed = loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => break false,
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
-            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
-        }
-    };
-    Exchange { bytes, closed }
+    read_until_closed(&mut s).await
 }
 
 #[tokio::test]

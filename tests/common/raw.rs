@@ -60,6 +60,11 @@ pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Exchange {
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The proxy may close early (e.g. oversized headers): a failed write is not a failure.
     let _ = s.write_all(request).await;
+    read_until_closed(&mut s).await
+}
+
+/// Reads what the proxy sends until it closes the connection or 3 s pass.
+pub async fn read_until_closed(s: &mut TcpStream) -> Exchange {
     let mut bytes = Vec::new();
     let mut buf = vec![0u8; 16 * 1024];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
