@@ -4,6 +4,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::jose::bearer;
 use common::policy::{self, *};
 use common::*;
 use serde_json::json;
@@ -28,10 +29,6 @@ type Case = (
     u16,
     &'static str,
 );
-
-fn bearer(v: &str) -> String {
-    format!("Bearer {v}")
-}
 
 #[tokio::test]
 async fn jwt_request_reaches_upstream_with_trusted_identity_and_no_credential() {

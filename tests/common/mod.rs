@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,7 +22,11 @@ use tokio::net::{TcpListener, TcpStream};
 use scopegate::config::Config;
 use scopegate::server::{self, Options, Running};
 
+pub mod jose;
+pub mod jwt;
+pub mod payload;
 pub mod policy;
+pub mod raw;
 
 pub const HS_SECRET: &str = "test-client-secret-0123456789abcdef";
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -388,58 +391,6 @@ pub fn hs256(claims: serde_json::Value) -> String {
         &jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes()),
     )
     .unwrap()
-}
-
-/// Runs the independent JOSE implementation (Python joserfc) in tests/interop/jose_tool.py.
-pub fn jose_tool(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("python3")
-        .arg(Path::new(REPO).join("tests/interop/jose_tool.py"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is required for interop tests (CI installs joserfc)");
-    if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    } else {
-        drop(child.stdin.take());
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "jose_tool {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// Signs `claims` with the independent implementation.
-pub fn py_sign(alg: &str, key_or_secret: &str, claims: &serde_json::Value) -> String {
-    let claims = claims.to_string();
-    let args: Vec<&str> = if alg.starts_with("HS") {
-        vec![
-            "sign",
-            "--alg",
-            alg,
-            "--secret",
-            key_or_secret,
-            "--claims",
-            &claims,
-        ]
-    } else {
-        vec![
-            "sign",
-            "--alg",
-            alg,
-            "--key",
-            key_or_secret,
-            "--claims",
-            &claims,
-        ]
-    };
-    String::from_utf8(jose_tool(&args, None)).unwrap()
 }
 
 /// Polls `f` until it returns true, or panics after `within`.
