@@ -101,9 +101,6 @@ pub struct Permitted<'p, T> {
 }
 
 impl<'p, T> Permitted<'p, T> {
-    pub fn permit(&self) -> &Permit<'p> {
-        &self.permit
-    }
     pub fn into_parts(self) -> (Permit<'p>, T) {
         (self.permit, self.request)
     }

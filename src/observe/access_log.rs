@@ -327,6 +327,15 @@ mod tests {
     }
 
     #[test]
+    fn an_authorization_service_line_names_its_listener() {
+        let r = Record {
+            listener: Some("authz"),
+            ..minimal()
+        };
+        assert_eq!(line(&r, at(951_782_400, 0))["listener"], "authz");
+    }
+
+    #[test]
     fn absent_options_are_left_out() {
         let v = line(&minimal(), at(951_782_400, 999_999));
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
