@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Installs what the tests need when it is missing:
-# redis-server and nginx (Debian packages; the Redis and nginx auth_request tests start their
-# own instances on free ports)
-# Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
+# Runs the whole test suite. Says what it installs, and installs what the tests need when it
+# is missing: redis-server and nginx (Debian packages; the Redis and nginx auth_request tests
+# start their own instances on free ports) and python3-venv; into a project-local virtual
+# environment (.venv, ignored by git), Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
 # binary exists in Debian), kubernetes-validate (offline Kubernetes API schemas) and
@@ -16,32 +16,42 @@ HELM_PYTHON_SDK=0.2.2
 KUBERNETES_VALIDATE=1.37.0
 PROMQL_PARSER=0.11.0
 
+PYTHON_PACKAGES=(joserfc cryptography "h2==4.3.0" "helm-python-sdk==$HELM_PYTHON_SDK"
+  "kubernetes-validate==$KUBERNETES_VALIDATE" "promql-parser==$PROMQL_PARSER")
+VENV=.venv
+
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "installing from Debian: ${missing[*]}"
+    echo "test.sh: installing Debian packages: ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "missing: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+    echo "test.sh: missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi
-if ! python3 -c "import joserfc, cryptography" >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check joserfc cryptography
-fi
-H2_VERSION=4.3.0
-if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('h2') != '$H2_VERSION')" >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check "h2==$H2_VERSION"
-fi
 
-if [ "$(python3 -c 'import helm_python as h, kubernetes_validate as k; from importlib.metadata import version
-print(h.helm_c_version(), k.__version__, version("promql-parser"))' 2>/dev/null)" \
-     != "$HELM_PYTHON_SDK $KUBERNETES_VALIDATE $PROMQL_PARSER" ]; then
-  python3 -m pip install --quiet --disable-pip-version-check "helm-python-sdk==$HELM_PYTHON_SDK" \
-    "kubernetes-validate==$KUBERNETES_VALIDATE" "promql-parser==$PROMQL_PARSER"
+# Python packages live in a project-local virtual environment (.venv, ignored by git), never
+# in the system interpreter; the tests find them because its bin/ comes first on PATH.
+if [ ! -x "$VENV/bin/python3" ]; then
+  echo "test.sh: creating the Python virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+if ! python3 - "${PYTHON_PACKAGES[@]}" <<'PY' >/dev/null 2>&1
+import sys, importlib.metadata as m
+for spec in sys.argv[1:]:
+    name, _, version = spec.partition("==")
+    if version and m.version(name) != version or not version and not m.version(name):
+        sys.exit(1)
+PY
+then
+  echo "test.sh: installing into $VENV: ${PYTHON_PACKAGES[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
 fi
 
 python3 tests/interop/test_jose_tool.py 2>&1 | tail -n 3

@@ -70,7 +70,10 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "api_keys": p.api_keys.len(),
                     "jwe_keys": p.jwe_keys.len(),
                 },
-                "token_cache_entries": state.decider.verifier.cache.entry_count(),
+                "token_cache_entries": {
+                    "shared": state.decider.verifier.cache.entry_count(),
+                    "per_thread": state.decider.verifier.cache.local_entry_count(),
+                },
             });
             let mut r = Response::new(full(body.to_string()));
             r.headers_mut().insert(

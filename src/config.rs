@@ -36,6 +36,8 @@ struct RawConfig {
     #[serde(default = "unspanned")]
     log: Spanned<LogConfig>,
     authz: Option<Spanned<RawAuthz>>,
+    /// SPEC §7's OpenTelemetry traces: read so its line can be named, then refused.
+    tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +206,12 @@ pub struct Config {
     pub authz: Option<Authz>,
 }
 
+/// The refusal of a SPEC field this version does not build: named as such, so it does not
+/// read like a typo ("unknown field") and is never half-honoured.
+pub fn not_supported(field: &str, section: &str) -> String {
+    format!("{field} is not supported by this version (SPEC {section})")
+}
+
 impl Config {
     pub fn load(file: &Path) -> Result<Config, FileErrors> {
         let text = yaml::read(file)?;
@@ -214,6 +222,9 @@ impl Config {
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
         let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
+        if let Some(t) = &raw.tracing {
+            err(t.referenced.line(), not_supported("tracing", "§7"));
+        }
 
         let mut address = |what: &str, s: &Spanned<String>| {
             s.value.parse::<SocketAddr>().map_err(|_| {
@@ -402,6 +413,20 @@ mod tests {
         assert_eq!(c.limits.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.policy_file, Path::new("/etc/scopegate/p.yaml"));
         assert_eq!(c.unmatched, Unmatched::Deny);
+    }
+
+    /// (A block's line is its first value's: the parser locates values, not keys.)
+    #[test]
+    fn a_spec_field_not_built_is_refused_as_such_at_its_line() {
+        let e = load_str(
+            "policy_file: p\nupstreams: { default: http://a:1 }\ntracing:\n  otlp_endpoint: http://127.0.0.1:4318\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "/etc/scopegate/scopegate.yaml:4: tracing is not supported by this version (SPEC §7)"
+        );
     }
 
     #[test]

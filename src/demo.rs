@@ -14,8 +14,9 @@ use tokio::net::TcpListener;
 use crate::wire::{Body, full};
 
 /// An upstream that answers every request with JSON describing what it received: method,
-/// path, query and headers. It lets a user see the identity headers the proxy adds.
-pub async fn echo_upstream(listener: TcpListener) {
+/// path, query and headers, and its own `name`. It lets a user see the identity headers the
+/// proxy adds, and which upstream a request was sent to.
+pub async fn echo_upstream(listener: TcpListener, name: &'static str) {
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -23,10 +24,9 @@ pub async fn echo_upstream(listener: TcpListener) {
         };
         let builder = builder.clone();
         tokio::spawn(async move {
-            let service =
-                service_fn(
-                    |req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(req).await) },
-                );
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                Ok::<_, Infallible>(echo(req, name).await)
+            });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -34,7 +34,7 @@ pub async fn echo_upstream(listener: TcpListener) {
     }
 }
 
-async fn echo(req: Request<Incoming>) -> Response<Body> {
+async fn echo(req: Request<Incoming>, name: &str) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let body = http_body_util::BodyExt::collect(body)
         .await
@@ -52,6 +52,7 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
         .collect();
     let out = serde_json::json!({
         "echo": "upstream",
+        "upstream": name,
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
         "query": parts.uri.query(),
@@ -67,9 +68,14 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Writes the demo's config next to the example policy and returns its path.
-pub fn write_config(dir: &Path, policy: &Path, upstream: SocketAddr) -> std::io::Result<PathBuf> {
+pub fn write_config(
+    dir: &Path,
+    policy: &Path,
+    default: SocketAddr,
+    sandbox: SocketAddr,
+) -> std::io::Result<PathBuf> {
     let config = format!(
-        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy_file: {}\nupstreams:\n  default: http://{upstream}\n  sandbox: http://{upstream}\nenvironments: {{ test: sandbox }}\nlog: {{ format: text, level: warn }}\n",
+        "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\npolicy_file: {}\nupstreams:\n  default: http://{default}\n  sandbox: http://{sandbox}\nenvironments: {{ test: sandbox }}\nlog: {{ format: text, level: warn }}\n",
         policy.display()
     );
     let file = dir.join("scopegate-demo.yaml");
@@ -205,7 +211,7 @@ pub fn script(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "scopegate demo: proxy on {base}, admin on http://{admin}, echo upstream behind it."
+        "scopegate demo: proxy on {base}, admin on http://{admin}, two echo upstreams (default, sandbox) behind it."
     );
     let _ = writeln!(
         s,
@@ -215,7 +221,7 @@ pub fn script(
         let _ = writeln!(s, "# {title}\n{c}\n");
     };
     cmd(
-        "allowed: the reporting app's JWT (HS256, header `auth`) reads a widget of bot st-1234; the echo shows x-auth-* identity headers",
+        "allowed: the reporting app's JWT (HS256, header `auth`) reads a widget of bot st-1234; the echo shows the x-auth-* identity headers and \"upstream\": \"default\"",
         format!("curl -s -H 'auth: {token}' {base}/api/public/bot/st-1234/dashboard/d1/widget/w1"),
     );
     cmd(
@@ -226,7 +232,7 @@ pub fn script(
         ),
     );
     cmd(
-        "allowed: a test key is routed to the sandbox upstream (environments.test)",
+        "allowed: a test key is routed to the sandbox upstream (environments.test): the echo says \"upstream\": \"sandbox\"",
         format!(
             "curl -s -H 'Authorization: Bearer {}' {base}/v1/bots",
             key("sandbox-ci")?

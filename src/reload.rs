@@ -102,7 +102,8 @@ async fn reload_policy(policies: &Arc<Policies>, metrics: &Arc<Metrics>, trigger
     let p = policies.clone();
     let started = std::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || p.reload()).await;
-    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    // Tenths of a millisecond: the last digits of a float are noise in a log line.
+    let took_ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
     let result = match outcome {
         Ok(Ok(Reloaded::Swapped(generation))) => {
             tracing::info!(?trigger, generation, took_ms, "policy reloaded");

@@ -68,7 +68,10 @@ pub fn parse<'a, T: Deserialize<'a>>(file: &Path, text: &'a str) -> Result<T, Fi
         // The rendered message may quote the offending source line; keep only the first
         // line of the message itself so secrets written inline never reach a log.
         let message = e.to_string();
-        let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+        let mut message = message.lines().next().unwrap_or("invalid YAML").to_string();
+        if message.contains("missing field `version`") {
+            message.push_str(": add `version: 1` as the file's first line");
+        }
         FileError::new(file, line, message)
     })
 }

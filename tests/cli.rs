@@ -112,6 +112,205 @@ fn key_new_prints_a_key_and_its_hash() {
     assert_ne!(scopegate(&["key", "new"]).1, out, "keys are random");
 }
 
+#[test]
+fn key_new_prints_a_ready_to_paste_api_keys_entry() {
+    let (code, out, _) = scopegate(&["key", "new"]);
+    assert_eq!(code, 0);
+    let hash = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256: "))
+        .unwrap();
+    let entry = &out[out.find("api_keys:").expect("an api_keys entry")..];
+    assert!(entry.contains(&format!("    sha256: {hash}\n")), "{out}");
+    // The entry, with the id and scopes it shows, is a policy `check` accepts.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        format!("version: 1\nscopes: {{ a: x }}\nroutes: []\n{entry}"),
+    )
+    .unwrap();
+    let (code, out, err) = scopegate(&["check", "--policy", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(", 1 api key, "), "{out}");
+}
+
+#[test]
+fn token_refuses_a_scope_the_app_is_not_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.yaml");
+    std::fs::write(&file, policy::standard()).unwrap();
+    let file = file.to_str().unwrap();
+    let (code, out, _) = scopegate(&[
+        "token",
+        "--policy",
+        file,
+        "--app",
+        "app-hs",
+        "--scope",
+        "bots:read",
+    ]);
+    assert_eq!(code, 0, "a granted scope narrows: {out}");
+    let (code, out, err) = scopegate(&[
+        "token",
+        "--policy",
+        file,
+        "--app",
+        "app-hs",
+        "--scope",
+        "bots:read",
+        "--scope",
+        "admin",
+    ]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.contains("is not granted admin") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (code, _, err) = scopegate(&[
+        "token", "--policy", file, "--app", "app-hs", "--scope", "nope",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not granted nope"), "{err}");
+}
+
+/// Every flag of every command says what it is for, and `check`'s usage shows its two
+/// files as alternatives.
+#[test]
+fn every_flag_of_every_command_has_a_description() {
+    for cmd in [
+        &["run"][..],
+        &["demo"],
+        &["check"],
+        &["explain"],
+        &["test"],
+        &["token"],
+        &["key", "new"],
+    ] {
+        let (code, out, _) = scopegate(&[cmd, &["--help"]].concat());
+        assert_eq!(code, 0, "{cmd:?}");
+        let options = &out[out.find("Options:").unwrap()..];
+        for line in options
+            .lines()
+            .skip(1)
+            .filter(|l| l.trim_start().starts_with('-'))
+        {
+            // clap writes the description after the flag, two spaces or more apart.
+            let description = line.trim().split_once("  ").map(|(_, d)| d.trim());
+            assert!(
+                description.is_some_and(|d| !d.is_empty()),
+                "{cmd:?}: no description: {line:?}\n{out}"
+            );
+        }
+    }
+    let (_, out, _) = scopegate(&["check", "--help"]);
+    assert!(
+        out.contains("<--config <CONFIG>|--policy <POLICY>>"),
+        "{out}"
+    );
+}
+
+/// `demo` does what it prints: every command's answer is the status and code its title
+/// says, and the echo names the upstream (default, or sandbox for a test key).
+#[tokio::test]
+async fn demo_commands_do_what_they_say() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--exit-after", "60s"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut commands = Vec::new();
+    let mut title = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+        if let Some(t) = line.strip_prefix("# ") {
+            title = Some(t.to_string());
+        } else if let (Some(t), true) = (title.take(), line.starts_with("curl ")) {
+            commands.push((t, line));
+        }
+    }
+    assert!(commands.len() >= 10, "{commands:?}");
+    let mut checked = 0;
+    for (title, command) in &commands {
+        if command.contains(';') {
+            continue; // the operator view: two commands against the admin listener
+        }
+        let (method, headers, url) = curl(command);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let a = send(&method, &url, &headers, None).await;
+        let mut words = title.split([' ', ':']);
+        match words.next().unwrap() {
+            "allowed" | "public" => {
+                assert_eq!(
+                    a.status,
+                    200,
+                    "{title}: {}",
+                    String::from_utf8_lossy(&a.body)
+                );
+                if title.starts_with("allowed") {
+                    let upstream = if title.contains("sandbox") {
+                        "sandbox"
+                    } else {
+                        "default"
+                    };
+                    let echo: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+                    assert_eq!(echo["upstream"], upstream, "{title}");
+                }
+            }
+            status => {
+                assert_eq!(a.status.to_string(), status, "{title}");
+                assert_eq!(a.code(), words.next().unwrap(), "{title}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Method, headers and URL of a demo curl command (single-quoted words, `-X`, `-H`).
+fn curl(command: &str) -> (String, Vec<(String, String)>, String) {
+    let mut words = Vec::new();
+    let mut rest = command;
+    while let Some(start) = rest.find(|c: char| !c.is_whitespace()) {
+        rest = &rest[start..];
+        let (word, next) = match rest.strip_prefix('\'') {
+            Some(quoted) => {
+                let end = quoted.find('\'').unwrap();
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len())),
+        };
+        words.push(word.to_string());
+        rest = next;
+    }
+    let (mut method, mut headers, mut url) = ("GET".to_string(), Vec::new(), String::new());
+    let mut it = words.into_iter().skip(1);
+    while let Some(w) = it.next() {
+        match w.as_str() {
+            "-X" => method = it.next().unwrap(),
+            "-H" => {
+                let h = it.next().unwrap();
+                let (k, v) = h.split_once(": ").unwrap();
+                headers.push((k.to_string(), v.to_string()));
+            }
+            w if w.starts_with('-') => {}
+            w => url = w.to_string(),
+        }
+    }
+    (method, headers, url)
+}
+
 #[tokio::test]
 async fn run_serves_logs_without_secrets_and_drains_on_sigterm() {
     run_serve_reload_drain(false).await;

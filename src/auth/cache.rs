@@ -33,6 +33,9 @@ pub struct TokenCache {
     /// Tells this cache's entries in the per-thread tables from another's.
     id: u64,
     cache: moka::sync::Cache<[u8; 32], Entry>,
+    /// Slots of the per-thread tables that hold one of this cache's verdicts (live or not
+    /// yet replaced), across threads: counted on insert, where a slot changes hands.
+    local_entries: AtomicU64,
 }
 
 struct Local {
@@ -91,6 +94,7 @@ impl TokenCache {
                 .max_capacity(capacity)
                 .expire_after(UntilExp)
                 .build(),
+            local_entries: AtomicU64::new(0),
         }
     }
 
@@ -146,7 +150,11 @@ impl TokenCache {
             if slots.is_empty() {
                 slots.resize_with(LOCAL_SLOTS, || None);
             }
-            slots[slot(token)] = Some(Local {
+            let s = &mut slots[slot(token)];
+            if s.as_ref().is_none_or(|l| l.cache != self.id) {
+                self.local_entries.fetch_add(1, Ordering::Relaxed);
+            }
+            *s = Some(Local {
                 cache: self.id,
                 generation,
                 token: token.into(),
@@ -156,8 +164,16 @@ impl TokenCache {
         });
     }
 
+    /// Entries of the shared cache (asymmetric and JWE tokens).
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
+    }
+
+    /// Slots of the per-thread tables holding this cache's verdicts (HMAC tokens live only
+    /// there); at most `LOCAL_SLOTS` per thread. A slot another cache took over is still
+    /// counted: one proxy per process is the case this is for.
+    pub fn local_entry_count(&self) -> u64 {
+        self.local_entries.load(Ordering::Relaxed)
     }
 }
 

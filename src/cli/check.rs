@@ -27,13 +27,13 @@ pub(super) fn check(config: Option<&Path>, policy: Option<&Path>) -> ExitCode {
             }
             let p = &c.policy;
             println!(
-                "{}: ok ({} scopes, {} routes, {} apps, {} api keys, {} jwe keys; sha256 {})",
+                "{}: ok ({}, {}, {}, {}, {}; sha256 {})",
                 policy_file.display(),
-                p.scopes.len(),
-                p.routes.len(),
-                p.apps.len(),
-                p.api_keys.len(),
-                p.jwe_keys.len(),
+                count(p.scopes.len(), "scope"),
+                count(p.routes.len(), "route"),
+                count(p.apps.len(), "app"),
+                count(p.api_keys.len(), "api key"),
+                count(p.jwe_keys.len(), "jwe key"),
                 c.sha256
             );
             ExitCode::SUCCESS
@@ -42,5 +42,13 @@ pub(super) fn check(config: Option<&Path>, policy: Option<&Path>) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// "1 app", "2 apps".
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }

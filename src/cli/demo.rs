@@ -34,14 +34,18 @@ pub(super) fn demo(policy: &Path, exit_after: Option<Duration>) -> ExitCode {
 }
 
 async fn demo_inner(policy: &Path, exit_after: Option<Duration>) -> Result<(), String> {
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let upstream_addr = upstream.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(scopegate::demo::echo_upstream(upstream));
+    // Two echo upstreams, so the echo shows which one a request reached.
+    let mut upstreams = Vec::new();
+    for name in ["default", "sandbox"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        upstreams.push(listener.local_addr().map_err(|e| e.to_string())?);
+        tokio::spawn(scopegate::demo::echo_upstream(listener, name));
+    }
     let dir = tempdir()?;
     let (demo_policy, creds) = scopegate::demo::prepare_policy(policy, &dir)?;
-    let config_file = scopegate::demo::write_config(&dir, &demo_policy, upstream_addr)
+    let config_file = scopegate::demo::write_config(&dir, &demo_policy, upstreams[0], upstreams[1])
         .map_err(|e| e.to_string())?;
     let config = Config::load(&config_file).map_err(|e| e.to_string())?;
     let running = server::start(

@@ -31,6 +31,7 @@ struct Cli {
 enum Command {
     /// Serve (the main job).
     Run {
+        /// The config file (SPEC §1.1); it names the policy file.
         #[arg(long)]
         config: PathBuf,
     },
@@ -44,9 +45,12 @@ enum Command {
         exit_after: Option<Duration>,
     },
     /// Validate a config (and its policy) or a policy alone; print every error with file:line.
+    #[command(group = clap::ArgGroup::new("file").required(true).args(["config", "policy"]))]
     Check {
-        #[arg(long, conflicts_with = "policy", required_unless_present = "policy")]
+        /// A config file: checks it, and the policy it names against its upstreams.
+        #[arg(long)]
         config: Option<PathBuf>,
+        /// A policy file alone (upstream names are not checked).
         #[arg(long)]
         policy: Option<PathBuf>,
     },
@@ -84,12 +88,16 @@ enum Command {
     },
     /// Mint a test JWT for an HS* app of the policy.
     Token {
+        /// The policy that holds the app and its secret.
         #[arg(long)]
         policy: PathBuf,
+        /// The app's client_id (the token's appId claim).
         #[arg(long)]
         app: String,
+        /// Narrow the token to this scope (repeatable); it must be one the app is granted.
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// How long the token lives (its exp).
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         ttl: Duration,
         /// Add a random jti claim.
@@ -113,6 +121,7 @@ enum Format {
 enum KeyCommand {
     /// Print a new random API key and the sha256 line for the policy.
     New {
+        /// Text the key starts with (e.g. sk_test_ for a test key), so a leaked key is recognised.
         #[arg(long, default_value = "sk_live_")]
         prefix: String,
     },

@@ -24,6 +24,23 @@ pub(super) fn token(
         eprintln!("{}: no app with client_id {app:?}", policy.display());
         return ExitCode::from(1);
     };
+    // A token's `scope` can only narrow the app's scopes (SPEC §3.2): a scope the app is not
+    // granted would be dropped silently at every request, so it is refused here.
+    let catalogue = &compiled.policy.scopes;
+    let ungranted: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !catalogue.get(s).is_some_and(|i| a.scopes.contains(i)))
+        .collect();
+    if !ungranted.is_empty() {
+        eprintln!(
+            "{}: app {app:?} is not granted {} (it holds: {}); a token's scope can only narrow the app's scopes",
+            policy.display(),
+            ungranted.join(", "),
+            catalogue.join(&a.scopes)
+        );
+        return ExitCode::from(1);
+    }
     let now = scopegate::pipeline::unix_now() as u64;
     match scopegate::auth::jwt::mint(a, scopes, ttl.as_secs(), jti, now) {
         Ok(t) => {
