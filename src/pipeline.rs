@@ -11,13 +11,16 @@
 //! |---|---|---|
 //! | head hygiene (framing, target form, header size) | `proxy::framing::check_head` | 400 `malformed_request`, 431 |
 //! | path normalization | `decide::normalize` (`path`) | 400 `invalid_path` |
+//! | the token endpoint, before routing (SPEC §3.7) | `issuer::endpoint` | 400, 401 `invalid_client`, 413, 429 |
 //! | the decision: route, credential, verification, rate limit, authorization | `decide` (`policy::routes`, `auth`, `authorize`) | 404 `no_route`, 400/401/403/429/503 with the spec's code |
 //! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
+//! | the upstream assertion (SPEC §3.7) | `issuer::assertion` | 503 `keys_unavailable` (never unsigned) |
 //! | forwarding | `proxy::forward` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
 //! The decision is `decide`'s, shared with every other front door; this file adds what
-//! only a proxy does: the JWKS document, payloads, the upstream leg and the record.
+//! only a proxy does: the JWKS document, the token endpoint, payloads, the upstream leg (with
+//! its assertion) and the record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +48,7 @@ use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::listener::{Conn, Handler};
 use crate::wire::{Body, IdentityNames, full};
 
-/// Where clients fetch the proxy's public JWE keys (SPEC §4).
+/// Where clients fetch the proxy's public JWE keys (SPEC §4) and the issuer's signing keys (§3.7).
 pub const JWKS_PATH: &str = "/.well-known/scopegate/jwks.json";
 
 /// Everything a request needs that outlives it.
