@@ -159,6 +159,20 @@ async fn decide_on<'s>(
     let mut resp = Response::new(full(Bytes::new()));
     let h = resp.headers_mut();
     permit.write_identity(&state.names, h);
+    // The ingress copies the assertion upstream (SPEC §8); its audience is the route's upstream.
+    let upstream = state
+        .config
+        .upstreams
+        .get(permit.upstream())
+        .map_or("default", |u| u.name.as_str());
+    if let Some((name, value)) = state.assertions.for_request(
+        snap,
+        &permit,
+        (permit.upstream(), upstream),
+        crate::decide::unix_now(),
+    )? {
+        h.insert(name, value);
+    }
     h.insert(X_REQUEST_ID, original.request_id.clone());
     Ok(resp)
 }

@@ -223,6 +223,8 @@ impl Error {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
+            // A token-endpoint answer (SPEC §3.7): no bearer token was presented.
+            Error::InvalidClient => {}
             Error::RateLimited { retry_after_secs } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }

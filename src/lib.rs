@@ -13,6 +13,7 @@ pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod explain;
+pub mod issuer;
 pub mod jose;
 pub mod observe;
 pub mod path;

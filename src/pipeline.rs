@@ -11,13 +11,16 @@
 //! |---|---|---|
 //! | head hygiene (framing, target form, header size) | `proxy::framing::check_head` | 400 `malformed_request`, 431 |
 //! | path normalization | `decide::normalize` (`path`) | 400 `invalid_path` |
+//! | the token endpoint, before routing (SPEC §3.7) | `issuer::endpoint` | 400, 401 `invalid_client`, 413, 429 |
 //! | the decision: route, credential, verification, rate limit, authorization | `decide` (`policy::routes`, `auth`, `authorize`) | 404 `no_route`, 400/401/403/429/503 with the spec's code |
 //! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
+//! | the upstream assertion (SPEC §3.7) | `issuer::assertion` | 503 `keys_unavailable` (never unsigned) |
 //! | forwarding | `proxy::forward` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
 //! The decision is `decide`'s, shared with every other front door; this file adds what
-//! only a proxy does: the JWKS document, payloads, the upstream leg and the record.
+//! only a proxy does: the JWKS document, the token endpoint, payloads, the upstream leg (with
+//! its assertion) and the record.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +35,8 @@ use crate::busy_poll::BusyPoll;
 use crate::config::Config;
 use crate::decide::{self, Decider};
 use crate::error::Error;
+use crate::issuer::assertion::Assertions;
+use crate::issuer::endpoint::{self, Exchange, Guard};
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::observe::record::{Listener, Pending, Trace};
@@ -43,7 +48,7 @@ use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::listener::{Conn, Handler};
 use crate::wire::{Body, IdentityNames, full};
 
-/// Where clients fetch the proxy's public JWE keys (SPEC §4).
+/// Where clients fetch the proxy's public JWE keys (SPEC §4) and the issuer's signing keys (§3.7).
 pub const JWKS_PATH: &str = "/.well-known/scopegate/jwks.json";
 
 /// Everything a request needs that outlives it.
@@ -59,6 +64,10 @@ pub struct State {
     pub draining: AtomicBool,
     /// `limits.busy_poll`, when set.
     pub busy_poll: Option<Arc<BusyPoll>>,
+    /// The token endpoint's brute-force counters (SPEC §3.7).
+    pub exchanges: Guard,
+    /// Signed upstream assertions, reused while fresh (SPEC §3.7).
+    pub assertions: Assertions,
 }
 
 impl Handler for Arc<State> {
@@ -122,6 +131,15 @@ async fn process<'s>(
         headers::prepare_response(r.headers_mut(), request_id);
         return Ok(r);
     }
+    // SPEC §3.7: the token endpoint is served before routing and needs no route.
+    if let Some(te) = &snap.policy.token_endpoint {
+        if parts.method == Method::POST && normalized.as_str() == te.path {
+            t.seen.route = Some(endpoint::ROUTE);
+            let mut r = exchange(state, snap, &conn, &parts.headers, body, t).await?;
+            headers::prepare_response(r.headers_mut(), request_id);
+            return Ok(r);
+        }
+    }
 
     let auth_started = Instant::now();
     let mut body: Body = Either::Left(body);
@@ -169,6 +187,16 @@ async fn process<'s>(
     };
     headers::prepare_request(&mut parts.headers, &state.names, &forwarding);
     permit.write_identity(&state.names, &mut parts.headers);
+    if let Some(a) = &snap.policy.upstream_assertion {
+        parts.headers.remove(&a.header);
+    }
+    let assertion =
+        state
+            .assertions
+            .for_request(snap, &permit, (permit.upstream(), &up.name), unix_now())?;
+    if let Some((name, value)) = assertion {
+        parts.headers.insert(name, value);
+    }
     if seal.is_some() {
         payload::upstream_accept(&mut parts.headers);
     }
@@ -230,6 +258,46 @@ fn forward<'a>(
 ) -> impl Future<Output = Result<(Response<Incoming>, Duration), Error>> + 'a {
     let (permit, req) = permitted.into_parts();
     state.forwarder.send(permit.upstream(), path_and_query, req)
+}
+
+/// The token endpoint's exchange (`issuer::endpoint`), counted, and its answer.
+async fn exchange(
+    state: &State,
+    snap: &Snapshot,
+    conn: &Conn,
+    headers: &http::HeaderMap,
+    body: Incoming,
+    t: &mut Trace<'_>,
+) -> Result<Response<Body>, Error> {
+    let minted = Exchange {
+        policy: &snap.policy,
+        guard: &state.exchanges,
+        limiter: &state.decider.limiter,
+        address: conn.peer.ip(),
+    }
+    .run(headers, Either::Left(body), unix_now())
+    .await;
+    let result = match &minted {
+        Ok(_) => "issued",
+        Err(e) => e.code(),
+    };
+    state
+        .metrics
+        .token_exchanges
+        .with_label_values(&[result])
+        .inc();
+    let minted = minted?;
+    t.seen.principal_kind = "client";
+    t.seen.principal_id = Some(minted.client_id.clone());
+    let mut r = Response::new(full(minted.body()));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(r)
 }
 
 fn jwks(snap: &Snapshot) -> Response<Body> {

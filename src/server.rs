@@ -133,6 +133,8 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         access_log: AccessLog::new(options.access_log, metrics.access_log_dropped.clone()),
         draining: AtomicBool::new(false),
         busy_poll,
+        exchanges: Default::default(),
+        assertions: Default::default(),
         policies: policies.clone(),
         config,
     });

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::{Identity, Principal};
 use crate::error::Error;
+use crate::issuer::SigAlg;
 use crate::jose::jwe;
 use crate::policy::{App, Policy};
 
@@ -248,11 +249,13 @@ pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified,
         .app_id
         .as_deref()
         .ok_or(Error::InvalidToken("no appId"))?;
-    let app = policy
-        .apps
-        .get(app_id)
-        .ok_or(Error::InvalidToken("unknown app"))?;
-    check_signature(app, jws)?;
+    let app = match policy.apps.get(app_id) {
+        Some(app) => {
+            check_signature(app, jws)?;
+            app
+        }
+        None => minted(policy, app_id, jws, &payload)?,
+    };
 
     // From here on the token is authentic: specific codes may be given.
     if app.enforce_jwe && !wrapped {
@@ -362,6 +365,56 @@ pub fn check_signature(app: &App, jws: &Jws<'_>) -> Result<(), Error> {
         return Err(Error::InvalidToken("bad signature"));
     }
     Ok(())
+}
+
+/// The app of a token scopegate minted at its token endpoint (SPEC §3.7), once its
+/// signature is the issuer's (current or previous key), its `iss` the issuer's name, and its
+/// `sgb` the client's current secret binding: a client removed from the policy, or given a
+/// new secret, is refused whatever tokens it holds. Every failure is the same
+/// `invalid_token` as an unknown app's.
+fn minted<'p>(
+    policy: &'p Policy,
+    app_id: &str,
+    jws: &Jws<'_>,
+    payload: &[u8],
+) -> Result<&'p Arc<App>, Error> {
+    #[derive(Deserialize)]
+    struct Minted<'a> {
+        #[serde(borrow)]
+        iss: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        sgb: Option<Cow<'a, str>>,
+    }
+    let (Some(issuer), Some(endpoint)) = (&policy.issuer, &policy.token_endpoint) else {
+        return Err(Error::InvalidToken("unknown app"));
+    };
+    let client = endpoint
+        .clients
+        .get(app_id)
+        .ok_or(Error::InvalidToken("unknown app"))?;
+    let alg = match jws.alg {
+        Algorithm::ES256 => SigAlg::Es256,
+        Algorithm::EdDSA => SigAlg::EdDsa,
+        _ => return Err(Error::InvalidToken("alg not allowed for app")),
+    };
+    let mut sig = [0u8; 64];
+    let authentic = match URL_SAFE_NO_PAD.decode_slice(jws.signature, &mut sig) {
+        Ok(n) => issuer.verifies(alg, jws.signing_input.as_bytes(), &sig[..n]),
+        Err(_) => false,
+    };
+    if !authentic {
+        return Err(Error::InvalidToken("bad signature"));
+    }
+    let claims: Minted<'_> =
+        serde_json::from_slice(payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
+    if claims.iss.as_deref() != Some(issuer.name.as_str())
+        || claims.sgb.as_deref() != Some(client.binding.as_str())
+    {
+        return Err(Error::InvalidToken(
+            "not minted by this issuer for the client's current secret",
+        ));
+    }
+    Ok(&client.app)
 }
 
 /// Decrypts a JWE-wrapped token with the proxy's own keys, then verifies the JWS inside.

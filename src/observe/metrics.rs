@@ -21,6 +21,7 @@ pub struct Metrics {
     pub shadow_denials: IntCounterVec,
     pub authz_decisions: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    pub token_exchanges: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs: the proxy's own work is sub-millisecond.
@@ -119,6 +120,14 @@ impl Metrics {
                 &["route", "code"],
             )
             .expect("valid metric"),
+            token_exchanges: IntCounterVec::new(
+                Opts::new(
+                    "scopegate_token_exchanges_total",
+                    "Token-endpoint exchanges by result (issued, or the refusal's code)",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
             registry,
         };
@@ -137,6 +146,7 @@ impl Metrics {
             Box::new(m.shadow_denials.clone()),
             Box::new(m.authz_decisions.clone()),
             Box::new(m.access_log_dropped.clone()),
+            Box::new(m.token_exchanges.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
         }

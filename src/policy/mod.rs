@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use crate::issuer::Issuer;
 use crate::jose::keys::{JweKey, Recipient};
 pub use raw::{Action, AuthKind, Environment};
 
@@ -375,6 +376,42 @@ pub struct Policy {
     pub apps: HashMap<String, Arc<App>>,
     pub api_keys: HashMap<[u8; 32], ApiKey>,
     pub jwe_keys: Vec<JweKey>,
-    /// The public JWKS document of `jwe_keys`, rendered once.
+    /// The public JWKS document of `jwe_keys` and the issuer's keys, rendered once.
     pub jwks: Bytes,
+    /// scopegate's own signing key (SPEC §3.7).
+    pub issuer: Option<Arc<Issuer>>,
+    pub token_endpoint: Option<TokenEndpoint>,
+    pub upstream_assertion: Option<UpstreamAssertion>,
+}
+
+/// The client-credentials exchange (SPEC §3.7).
+#[derive(Debug)]
+pub struct TokenEndpoint {
+    /// Normalized, as request paths are compared.
+    pub path: String,
+    pub ttl_secs: u64,
+    /// By access key.
+    pub clients: HashMap<String, Client>,
+}
+
+/// A partner of the token endpoint.
+#[derive(Debug)]
+pub struct Client {
+    /// What its minted tokens are verified as: an app with the client's scopes and grants,
+    /// whose signatures are the issuer's.
+    pub app: Arc<App>,
+    /// SHA-256 of the secret key (the policy's `secret_sha256`).
+    pub secret_sha256: [u8; 32],
+    /// The `sgb` claim of its minted tokens: ties them to this secret, so a changed secret
+    /// stops them at the swap (`issuer::endpoint::binding`).
+    pub binding: String,
+    /// On successful exchanges.
+    pub rate_limit: Option<Arc<Limit>>,
+}
+
+/// The signed identity token for the upstream (SPEC §3.7).
+#[derive(Debug)]
+pub struct UpstreamAssertion {
+    pub header: HeaderName,
+    pub ttl_secs: u64,
 }

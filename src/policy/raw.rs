@@ -76,7 +76,61 @@ pub struct RawPolicy<'a> {
     pub api_keys: RawApiKeys<'a>,
     #[serde(default)]
     pub jwe_keys: Vec<Spanned<RawJweKey>>,
-    pub token_endpoint: Option<Spanned<serde_json::Value>>,
+    #[serde(default, borrow)]
+    pub token_endpoint: Option<Spanned<RawTokenEndpoint<'a>>>,
+    pub issuer: Option<Spanned<RawIssuer>>,
+    pub upstream_assertion: Option<Spanned<RawUpstreamAssertion>>,
+}
+
+/// scopegate's own signing key (SPEC §3.7).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub name: String,
+    pub signing_key_file: Spanned<PathBuf>,
+    pub kid: String,
+    #[serde(default)]
+    pub previous_keys: Vec<Spanned<RawPreviousKey>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreviousKey {
+    pub kid: String,
+    pub public_key_file: PathBuf,
+}
+
+/// The client-credentials exchange (SPEC §3.7).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenEndpoint<'a> {
+    pub path: Spanned<String>,
+    #[serde(default, with = "yaml::duration::option")]
+    pub ttl: Option<Duration>,
+    #[serde(default, borrow)]
+    pub clients: Vec<Spanned<RawClient<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient<'a> {
+    #[serde(borrow)]
+    pub access_key: Str<'a>,
+    pub secret_sha256: String,
+    #[serde(default, borrow)]
+    pub scopes: Vec<Spanned<Str<'a>>>,
+    #[serde(default, borrow, deserialize_with = "unique")]
+    pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// The signed identity token for the upstream (SPEC §3.7).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamAssertion {
+    pub header: Option<String>,
+    #[serde(default, with = "yaml::duration::option")]
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -95,6 +95,11 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The bare address, as `X-Real-IP` carries it.
+    pub fn ip(&self) -> &str {
+        self.ip.to_str().unwrap_or_default()
+    }
+
     pub fn new(addr: SocketAddr) -> Peer {
         let ip = addr.ip().to_string();
         let node = if addr.is_ipv6() {

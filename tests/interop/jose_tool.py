@@ -20,6 +20,7 @@ Usage (see `jose_tool.py SUBCOMMAND -h`):
   decrypt (--key PRIV_PEM | --shared-file PATH) [--expect-alg ALG] [--expect-enc ENC]  < jwe
   jwe-token --jws TOKEN --key PROXY_PUB_PEM --alg ALG [--kid KID] [--zip]
   jwk --pub PEM
+  verify-jwks --jwks JSON --token JWS --iss ISS --aud AUD   (-> {"header", "claims"})
 """
 from __future__ import annotations
 
@@ -189,6 +190,22 @@ def cmd_jwe_token(a) -> str:
     return jwe.encrypt_compact(protected, a.jws.strip().encode(), load_key(a.key), registry=jwe_registry())
 
 
+def cmd_verify_jwks(a) -> str:
+    """Verifies a JWS the way an upstream would: key by `kid` from a published JWKS, then
+    `iss`, `aud` and `exp` checked by joserfc's claims registry."""
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    keys = KeySet.import_key_set(json.loads(a.jwks))
+    token = jwt.decode(a.token, keys, algorithms=["ES256", "EdDSA"])
+    jwt.JWTClaimsRegistry(
+        iss={"essential": True, "value": a.iss},
+        aud={"essential": True, "value": a.aud},
+        exp={"essential": True},
+    ).validate(token.claims)
+    return dumps({"header": token.header, "claims": token.claims}).decode()
+
+
 def cmd_jwk(a) -> str:
     key = load_key(a.pub)
     return dumps({**key.as_dict(private=False), "kid": key.thumbprint()}).decode()
@@ -247,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kid")
     s.add_argument("--zip", action="store_true", help='add "zip":"DEF" (deflated plaintext)')
     s.set_defaults(func=cmd_jwe_token)
+
+    s = sub.add_parser("verify-jwks", help="verify a JWS against a JWKS document")
+    s.add_argument("--jwks", required=True, help="JWKS JSON text")
+    s.add_argument("--token", required=True)
+    s.add_argument("--iss", required=True)
+    s.add_argument("--aud", required=True)
+    s.set_defaults(func=cmd_verify_jwks)
 
     s = sub.add_parser("jwk", help="public JWK of a PEM key (debugging)")
     s.add_argument("--pub", required=True)

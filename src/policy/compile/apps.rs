@@ -14,7 +14,7 @@ const MAX_MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 const RESERVED_SUFFIXES: &[&str] = &["kind", "app-id", "key-id", "subject", "scopes", "route"];
 impl<'a> Compiler<'a> {
     /// A principal's scopes and their `x-auth-scopes` value, shared with identical ones.
-    fn principal_scopes(
+    pub(super) fn principal_scopes(
         &mut self,
         scopes: &Scopes,
         names: &[Spanned<Str<'a>>],
@@ -39,7 +39,7 @@ impl<'a> Compiler<'a> {
         (set, header)
     }
 
-    fn shared_grants(
+    pub(super) fn shared_grants(
         &mut self,
         l: u64,
         raw: &BTreeMap<Str<'a>, RawGrant<'a>>,

@@ -9,6 +9,7 @@
 
 mod api_keys;
 mod apps;
+mod issuer;
 mod key_files;
 mod routes;
 #[cfg(test)]
@@ -29,7 +30,7 @@ use self::routes::method_names;
 use super::raw::{self, RawGrant, RawPolicy, SecretRef, Str};
 use super::routes::{Methods, Router, Template};
 use super::*;
-use crate::jose::keys::{JweKey, Recipient, SharedKey, jwks_document};
+use crate::jose::keys::{JweKey, Recipient, SharedKey};
 use crate::yaml::{self, FileError, FileErrors};
 
 /// What the policy may refer to outside itself.
@@ -178,12 +179,6 @@ impl<'a> Compiler<'a> {
                 format!("unsupported version {}", raw.version.value),
             );
         }
-        if let Some(t) = &raw.token_endpoint {
-            self.err(
-                line(t),
-                "token_endpoint is not supported by this version of scopegate",
-            );
-        }
         for (name, description) in &raw.scopes {
             if name.is_empty() || !name.bytes().all(is_scope_char) {
                 self.err(
@@ -261,8 +256,21 @@ impl<'a> Compiler<'a> {
         if needs_jwe && jwe_keys.is_empty() {
             self.warn(0, "apps use JWE tokens or hybrid payload encryption but no jwe_keys are configured: clients cannot encrypt to the proxy");
         }
+        let had_issuer = raw.issuer.is_some();
+        let issuer = self.issuer(raw.issuer);
+        let token_endpoint = self.token_endpoint(
+            &scopes,
+            raw.token_endpoint,
+            issuer.as_ref(),
+            had_issuer,
+            &apps,
+        );
+        let upstream_assertion = self.upstream_assertion(raw.upstream_assertion, had_issuer);
         Policy {
-            jwks: Bytes::from(jwks_document(&jwe_keys)),
+            jwks: Bytes::from(crate::issuer::jwks_document(&jwe_keys, issuer.as_deref())),
+            issuer,
+            token_endpoint,
+            upstream_assertion,
             scopes,
             routes,
             router,
