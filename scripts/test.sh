@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing:
-# redis-server and nginx (Debian packages; the Redis and nginx auth_request tests start their
-# own instances on free ports)
+# redis-server, redis-tools and nginx (Debian packages; the Redis and nginx auth_request tests
+# start their own instances on free ports; redis-cli makes the key store's Redis Cluster)
 # Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
@@ -18,6 +18,7 @@ PROMQL_PARSER=0.11.0
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

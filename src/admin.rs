@@ -71,6 +71,7 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "jwe_keys": p.jwe_keys.len(),
                 },
                 "token_cache_entries": state.decider.verifier.cache.entry_count(),
+                "key_store": state.decider.key_store.as_ref().map(|k| k.status()),
             });
             let mut r = Response::new(full(body.to_string()));
             r.headers_mut().insert(
