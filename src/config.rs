@@ -292,13 +292,10 @@ impl Config {
             "memory" => ReplayStoreConfig::Memory,
             s => match crate::store::Target::parse(s) {
                 Ok(_) => ReplayStoreConfig::Redis(s.to_string()),
-                Err(_) => {
+                Err(e) => {
                     err(
                         raw.replay_store.referenced.line(),
-                        format!(
-                            "replay_store: {s:?} is neither `memory` nor a redis:// or \
-                             redis+cluster:// URL"
-                        ),
+                        format!("replay_store: not `memory`, and {e}"),
                     );
                     ReplayStoreConfig::Memory
                 }

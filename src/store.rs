@@ -37,14 +37,16 @@ pub enum Target {
 impl Target {
     /// Parses `redis://…` or `redis+cluster://h1:p1,h2:p2,…` (user info, if any, written
     /// once before the first node, applies to every node).
+    /// Errors show the URL without its user info (a password may be in it).
     pub fn parse(url: &str) -> Result<Target, String> {
+        let shown = redacted(url);
         if url.starts_with("redis://") {
-            redis::Client::open(url).map_err(|e| format!("{url:?}: {e}"))?;
+            redis::Client::open(url).map_err(|e| format!("{shown:?}: {e}"))?;
             return Ok(Target::Single(url.to_string()));
         }
         let Some(rest) = url.strip_prefix("redis+cluster://") else {
             return Err(format!(
-                "{url:?} is neither a redis:// nor a redis+cluster:// URL"
+                "{shown:?} is neither a redis:// nor a redis+cluster:// URL"
             ));
         };
         let (user, hosts) = match rest.rsplit_once('@') {
@@ -55,10 +57,10 @@ impl Target {
         let mut nodes = Vec::new();
         for host in hosts.split(',') {
             if host.is_empty() || host.contains('/') {
-                return Err(format!("{url:?}: {host:?} is not a host:port"));
+                return Err(format!("{shown:?}: {host:?} is not a host:port"));
             }
             let node = format!("redis://{user}{host}");
-            redis::Client::open(node.as_str()).map_err(|e| format!("{url:?}: {e}"))?;
+            redis::Client::open(node.as_str()).map_err(|e| format!("{shown:?}: {e}"))?;
             nodes.push(node);
         }
         Ok(Target::Cluster(nodes))
@@ -70,6 +72,16 @@ impl Target {
             Target::Single(url) => std::slice::from_ref(url),
             Target::Cluster(nodes) => nodes,
         }
+    }
+}
+
+/// `url` with any user info replaced by `***`.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 

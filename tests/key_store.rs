@@ -869,3 +869,32 @@ async fn on_a_cluster_keys_single_use_jti_and_rate_limits_hold_across_replicas()
         );
     }
 }
+
+#[tokio::test]
+async fn a_key_store_that_cannot_be_reached_at_start_is_an_error() {
+    let up = Upstream::start().await;
+    let (_dir, config_file, _) = ProxyBuilder::new(&policy::standard())
+        .upstream("default", up.addr)
+        .config("key_store: redis://127.0.0.1:1/0\nlimits: { upstream_connect_timeout: 300ms }")
+        .write();
+    let config = scopegate::config::Config::load(&config_file).unwrap();
+    let started = Instant::now();
+    let e = match scopegate::server::start(
+        config,
+        scopegate::server::Options {
+            access_log: false,
+            watch: false,
+        },
+    )
+    .await
+    {
+        Ok(_) => panic!("started without its key store"),
+        Err(e) => e,
+    };
+    assert!(e.starts_with("key_store:"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

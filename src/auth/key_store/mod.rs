@@ -67,21 +67,11 @@ impl KeyStore {
         timeout: Duration,
         metrics: KeyStoreMetrics,
     ) -> Result<Arc<KeyStore>, String> {
-        Self::start_with(url, timeout, metrics, TTL).await
-    }
-
-    /// `start` with another cache lifetime (tests of expiry and of the benchmark's misses).
-    pub async fn start_with(
-        url: &str,
-        timeout: Duration,
-        metrics: KeyStoreMetrics,
-        ttl: Duration,
-    ) -> Result<Arc<KeyStore>, String> {
         let redis = Redis::connect(url, timeout).await?;
         let store = Arc::new(KeyStore {
             cache: moka::future::Cache::builder()
                 .max_capacity(CAPACITY)
-                .time_to_live(ttl.min(TTL))
+                .time_to_live(TTL)
                 .build(),
             redis,
             epoch: AtomicU64::new(0),
