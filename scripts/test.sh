@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Says what it installs, and installs what the tests need when it
-# is missing: redis-server and nginx (Debian packages; the Redis and nginx auth_request tests
-# start their own instances on free ports) and python3-venv; into a project-local virtual
-# environment (.venv, ignored by git), Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
+# is missing: redis-server, redis-tools and nginx (Debian packages; the Redis and nginx
+# auth_request tests start their own instances on free ports; redis-cli makes the key store's
+# Redis Cluster) and python3-venv; into a project-local virtual environment (.venv, ignored by
+# git), Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
 # binary exists in Debian), kubernetes-validate (offline Kubernetes API schemas) and
@@ -22,6 +23,7 @@ VENV=.venv
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -74,6 +74,7 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "shared": state.decider.verifier.cache.entry_count(),
                     "per_thread": state.decider.verifier.cache.local_entry_count(),
                 },
+                "key_store": state.decider.key_store.as_ref().map(|k| k.status()),
             });
             let mut r = Response::new(full(body.to_string()));
             r.headers_mut().insert(

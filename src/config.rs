@@ -33,6 +33,7 @@ struct RawConfig {
     unmatched: Unmatched,
     #[serde(default = "default_replay_store")]
     replay_store: Spanned<String>,
+    key_store: Option<Spanned<String>>,
     #[serde(default = "unspanned")]
     log: Spanned<LogConfig>,
     authz: Option<Spanned<RawAuthz>>,
@@ -202,6 +203,8 @@ pub struct Config {
     pub identity_header_prefix: String,
     pub unmatched: Unmatched,
     pub replay_store: ReplayStoreConfig,
+    /// `key_store` (SPEC §3.8): a `redis://` or `redis+cluster://` URL, checked at load.
+    pub key_store: Option<String>,
     pub log: LogConfig,
     pub authz: Option<Authz>,
 }
@@ -298,15 +301,26 @@ impl Config {
         }
         let replay_store = match raw.replay_store.value.as_str() {
             "memory" => ReplayStoreConfig::Memory,
-            s if s.starts_with("redis://") => ReplayStoreConfig::Redis(s.to_string()),
-            s => {
-                err(
-                    raw.replay_store.referenced.line(),
-                    format!("replay_store: {s:?} is neither `memory` nor a redis:// URL"),
-                );
-                ReplayStoreConfig::Memory
-            }
+            s => match crate::store::Target::parse(s) {
+                Ok(_) => ReplayStoreConfig::Redis(s.to_string()),
+                Err(e) => {
+                    err(
+                        raw.replay_store.referenced.line(),
+                        format!("replay_store: not `memory`, and {e}"),
+                    );
+                    ReplayStoreConfig::Memory
+                }
+            },
         };
+        let key_store = raw
+            .key_store
+            .and_then(|k| match crate::store::Target::parse(&k.value) {
+                Ok(_) => Some(k.value),
+                Err(e) => {
+                    err(k.referenced.line(), format!("key_store: {e}"));
+                    None
+                }
+            });
         let prefix = raw.identity_header_prefix.value.to_ascii_lowercase();
         if prefix.is_empty() || http::HeaderName::from_bytes(prefix.as_bytes()).is_err() {
             err(
@@ -354,6 +368,7 @@ impl Config {
             identity_header_prefix: prefix,
             unmatched: raw.unmatched,
             replay_store,
+            key_store,
             log,
             authz,
         })
@@ -506,6 +521,26 @@ mod tests {
             e.to_string().contains("scopegate.yaml:3: authz.listen"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn stores_take_a_server_or_a_cluster() {
+        let c = load_str(
+            "policy_file: p\nupstreams: { default: http://a:1 }\n\
+             replay_store: redis+cluster://a:7000,b:7001\nkey_store: redis://k:6379/1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.replay_store,
+            ReplayStoreConfig::Redis("redis+cluster://a:7000,b:7001".into())
+        );
+        assert_eq!(c.key_store.as_deref(), Some("redis://k:6379/1"));
+        let e = load_str(
+            "policy_file: p\nupstreams: { default: http://a:1 }\nkey_store: memcached://k\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].line, 3, "{e}");
+        assert!(e.to_string().contains("key_store:"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! forwarding needs. It knows nothing of connections, upstreams or responses.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
@@ -18,6 +19,7 @@ use http_body_util::{BodyExt, Limited};
 use prometheus::IntCounterVec;
 
 use crate::auth::credential::{self, Credential};
+use crate::auth::key_store::KeyStore;
 use crate::auth::rate_limit::{Decision, Limiter};
 use crate::auth::verify::Verifier;
 use crate::auth::{Identity, Principal, api_key, webhook};
@@ -34,6 +36,8 @@ use crate::wire::{Body, X_SIGNATURE, full};
 pub struct Decider {
     pub verifier: Verifier,
     pub limiter: Limiter,
+    /// `key_store` (SPEC §3.8): where keys the policy does not hold are looked up.
+    pub key_store: Option<Arc<KeyStore>>,
     pub unmatched: Unmatched,
     /// API-key environment -> upstream index.
     pub environments: BTreeMap<String, usize>,
@@ -222,7 +226,8 @@ impl Decider {
                     self.verifier.verify(snap, token, true, unix_now()).await
                 }
                 Some(Credential::ApiKey(key)) if route.auth.api_key => {
-                    api_key::verify(policy, key, unix_now() as i64)
+                    let store = self.key_store.as_deref();
+                    api_key::verify(snap, store, key, unix_now() as i64).await
                 }
                 Some(_) => Err(Error::InvalidToken(
                     "credential kind not accepted on this route",
@@ -326,6 +331,7 @@ mod tests {
                 misses: counter("misses"),
             },
             limiter: Limiter::memory(),
+            key_store: None,
             unmatched: Unmatched::Deny,
             environments: BTreeMap::new(),
             max_body_bytes: 1024,

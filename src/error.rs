@@ -78,6 +78,8 @@ pub enum Error {
     NotReady,
     #[error("replay store unavailable: {0}")]
     ReplayStoreUnavailable(String),
+    #[error("key store unavailable: {0}")]
+    KeyStoreUnavailable(String),
     #[error("signing keys unavailable")]
     KeysUnavailable,
     #[error("upstream timed out")]
@@ -154,6 +156,7 @@ impl Error {
             EncryptionFailed(_) => Meta::new(StatusCode::BAD_GATEWAY, "encryption_failed", "the response could not be encrypted", Source::Internal, None),
             NotReady => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the proxy is not ready", Source::Internal, None),
             ReplayStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "replay_store_unavailable", "the replay store is unavailable", Source::Internal, None),
+            KeyStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable", "the key store is unavailable", Source::Internal, None),
             KeysUnavailable => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "signing keys are unavailable", Source::Internal, None),
             UpstreamTimeout => Meta::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service timed out", Source::Upstream, Some("timeout")),
             DrainCut => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "drain_timeout", "the proxy stopped before answering", Source::Internal, None),

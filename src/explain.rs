@@ -90,6 +90,8 @@ pub fn offline_decider(unmatched: Unmatched) -> Decider {
             misses: counter("misses"),
         },
         limiter: Limiter::memory(),
+        // Offline: keys are the policy's; a key-store key is refused as unknown.
+        key_store: None,
         unmatched,
         environments: BTreeMap::new(),
         max_body_bytes: 10 * 1024 * 1024,

@@ -10,6 +10,7 @@ use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
 
 use crate::auth::cache::TokenCache;
+use crate::auth::key_store::KeyStore;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
 use crate::auth::verify::Verifier;
@@ -88,6 +89,18 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
             (ReplayStore::redis(store.clone()), Limiter::redis(store))
         }
     };
+    let key_store = match &config.key_store {
+        None => None,
+        Some(url) => Some(
+            KeyStore::start(
+                url,
+                config.limits.upstream_connect_timeout,
+                metrics.key_store.clone(),
+            )
+            .await
+            .map_err(|e| format!("key_store: {e}"))?,
+        ),
+    };
     let (tls, certificate) = match &config.tls {
         Some(t) => {
             let (acceptor, certificate) = tls::acceptor(t).map_err(|e| format!("tls: {e}"))?;
@@ -124,6 +137,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
                 misses: metrics.token_cache_misses.clone(),
             },
             limiter,
+            key_store,
             unmatched: config.unmatched,
             environments: config.environments.clone(),
             max_body_bytes: config.limits.max_body_bytes,

@@ -1,12 +1,36 @@
 //! Bearer API keys (SPEC §3.4): only the SHA-256 of each key is in the policy, so the
-//! lookup hashes what was presented and finds it in a map built at load.
+//! lookup hashes what was presented and finds it in a map built at load. A key the policy
+//! does not hold may be in the key store (§3.8); only then does the lookup wait for anything.
 
+use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
-use crate::policy::{ApiKey, Policy};
+use crate::policy::ApiKey;
+use crate::policy::snapshot::Snapshot;
 
-pub fn verify(policy: &Policy, presented: &str, now_unix: i64) -> Result<Principal, Error> {
-    let key = lookup(policy, presented).ok_or(Error::InvalidApiKey)?;
+/// Policy keys first (a hash in both is the policy's), then the key store if there is one;
+/// the same checks either way.
+pub async fn verify(
+    snap: &Snapshot,
+    store: Option<&KeyStore>,
+    presented: &str,
+    now_unix: i64,
+) -> Result<Principal, Error> {
+    let hash = digest(presented);
+    if let Some(key) = snap.policy.api_keys.get(&hash) {
+        return check(key, now_unix);
+    }
+    let Some(store) = store else {
+        return Err(Error::InvalidApiKey);
+    };
+    let key = store
+        .lookup(snap, &hash)
+        .await?
+        .ok_or(Error::InvalidApiKey)?;
+    check(&key, now_unix)
+}
+
+fn check(key: &ApiKey, now_unix: i64) -> Result<Principal, Error> {
     if key.disabled {
         return Err(Error::ApiKeyDisabled);
     }
@@ -22,12 +46,13 @@ pub fn verify(policy: &Policy, presented: &str, now_unix: i64) -> Result<Princip
     })
 }
 
-/// Hash lookup: a timing difference here reveals at most whether a random SHA-256 prefix
-/// exists, which is useless without the preimage.
-pub fn lookup<'p>(policy: &'p Policy, presented: &str) -> Option<&'p ApiKey> {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
-    let hash: [u8; 32] = digest.as_ref().try_into().ok()?;
-    policy.api_keys.get(&hash)
+/// The hash keys are found by: a timing difference in the lookup reveals at most whether a
+/// random SHA-256 prefix exists, which is useless without the preimage.
+fn digest(presented: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(d.as_ref());
+    hash
 }
 
 /// A new random key and the policy line that admits it (the `key new` command).

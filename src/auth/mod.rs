@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod cache;
 pub mod credential;
 pub mod jwt;
+pub mod key_store;
 pub mod rate_limit;
 pub mod replay;
 pub mod verify;

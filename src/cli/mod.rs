@@ -1,12 +1,13 @@
 //! The command line (SPEC §2): the clap definitions of every command and the dispatch to
 //! the file that carries it out (`run`, `demo`, `check`, `explain` and `test`, `token`,
-//! `key`). Setup shared by
+//! `key`, `keys`). Setup shared by
 //! the serving commands (logging, the tokio runtime) lives in `run`.
 
 mod check;
 mod demo;
 mod explain;
 mod key;
+mod keys;
 mod run;
 mod token;
 
@@ -109,6 +110,67 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// API keys in the key store (Redis or Redis Cluster; the config's `key_store`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key in the store and print it once; its scopes and resource kinds must exist in the policy.
+    Put {
+        /// The key store: redis://host:port/db or redis+cluster://h1:p1,h2:p2,...
+        #[arg(long)]
+        store: String,
+        /// The policy the key is checked against.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The key's id (x-auth-key-id; what `revoke` names).
+        #[arg(long)]
+        id: String,
+        /// A human-readable name.
+        #[arg(long)]
+        name: Option<String>,
+        /// A scope the key holds (repeatable; declared in the policy).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// KIND=ITEM[:ACTIONS] (repeatable): e.g. bots=st-1234, bots=*, tables=orders:read,write.
+        #[arg(long = "resource", value_parser = keys::parse_resource)]
+        resources: Vec<keys::ResourceArg>,
+        /// live, or test (sent to the config's environments.test upstream).
+        #[arg(long, default_value = "live", value_parser = keys::parse_environment)]
+        environment: scopegate::policy::Environment,
+        /// When the key stops working (RFC 3339, e.g. 2027-03-01T00:00:00Z).
+        #[arg(long, value_parser = keys::parse_expires)]
+        expires: Option<i64>,
+        /// A rate limit, PER_SECOND/BURST (e.g. 10/20).
+        #[arg(long, value_parser = keys::parse_rate)]
+        rate: Option<scopegate::policy::RateLimit>,
+        /// The new key's prefix (default sk_live_, or sk_test_ for a test key).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Disable a key everywhere within a second.
+    Revoke {
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        id: String,
+    },
+    /// List the key ids in the store (never keys, never hashes).
+    List {
+        #[arg(long)]
+        store: String,
+    },
+    /// Bulk-load `api_keys` entries written as in the policy (a policy file itself will do).
+    Import {
+        #[arg(long)]
+        store: String,
+        /// YAML or JSON with an `api_keys` list.
+        file: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -164,6 +226,34 @@ pub fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::New { prefix },
         } => key::new(&prefix),
+        Command::Keys { command } => match command {
+            KeysCommand::Put {
+                store,
+                policy,
+                id,
+                name,
+                scopes,
+                resources,
+                environment,
+                expires,
+                rate,
+                prefix,
+            } => keys::put(keys::Put {
+                store,
+                policy,
+                id,
+                name,
+                scopes,
+                resources,
+                environment,
+                expires,
+                rate,
+                prefix,
+            }),
+            KeysCommand::Revoke { store, id } => keys::revoke(&store, &id),
+            KeysCommand::List { store } => keys::list(&store),
+            KeysCommand::Import { store, file } => keys::import(&store, &file),
+        },
     }
 }
 

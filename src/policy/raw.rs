@@ -390,6 +390,8 @@ pub struct RawApiKeys<'a> {
 pub struct KeyEntry<'a> {
     pub line: u64,
     pub id: Str<'a>,
+    /// Not used by the proxy; kept for `keys import`, which stores it.
+    pub name: Option<Str<'a>>,
     pub sha256: Str<'a>,
     pub environment: Environment,
     /// Index into `scope_lists`.
@@ -431,6 +433,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawApiKeys<'a> {
                     out.keys.push(KeyEntry {
                         line,
                         id: k.id,
+                        name: k.name,
                         sha256: k.sha256,
                         environment: k.environment,
                         scopes,

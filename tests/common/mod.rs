@@ -27,6 +27,7 @@ pub mod jwt;
 pub mod payload;
 pub mod policy;
 pub mod raw;
+pub mod redis_server;
 
 pub const HS_SECRET: &str = "test-client-secret-0123456789abcdef";
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
