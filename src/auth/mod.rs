@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod cache;
 pub mod credential;
+pub mod jwks;
 pub mod jwt;
 pub mod rate_limit;
 pub mod replay;

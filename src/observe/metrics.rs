@@ -1,8 +1,8 @@
 //! The metric families of SPEC §7, registered once in a registry of our own.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -21,6 +21,7 @@ pub struct Metrics {
     pub shadow_denials: IntCounterVec,
     pub authz_decisions: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    pub jwks: crate::auth::jwks::JwksMetrics,
 }
 
 /// Latency buckets from 50 µs: the proxy's own work is sub-millisecond.
@@ -119,6 +120,29 @@ impl Metrics {
                 &["route", "code"],
             )
             .expect("valid metric"),
+            jwks: crate::auth::jwks::JwksMetrics {
+                fetches: IntCounterVec::new(
+                    Opts::new(
+                        "scopegate_jwks_fetches_total",
+                        "JWKS fetches by app and result (success, or the kind of failure)",
+                    ),
+                    &["app", "result"],
+                )
+                .expect("valid metric"),
+                keys: IntGaugeVec::new(
+                    Opts::new("scopegate_jwks_keys", "JWKS keys in force by app"),
+                    &["app"],
+                )
+                .expect("valid metric"),
+                age: GaugeVec::new(
+                    Opts::new(
+                        "scopegate_jwks_age_seconds",
+                        "Age of the JWKS keys in force by app",
+                    ),
+                    &["app"],
+                )
+                .expect("valid metric"),
+            },
             access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
             registry,
         };
@@ -137,6 +161,9 @@ impl Metrics {
             Box::new(m.shadow_denials.clone()),
             Box::new(m.authz_decisions.clone()),
             Box::new(m.access_log_dropped.clone()),
+            Box::new(m.jwks.fetches.clone()),
+            Box::new(m.jwks.keys.clone()),
+            Box::new(m.jwks.age.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
         }
