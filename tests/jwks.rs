@@ -426,7 +426,7 @@ async fn issuer_and_app_id_claims() {
 async fn rotation_unknown_kid_single_flight_and_cooldown() {
     let old = jwk("app-rsa.pub.pem", Some("old"), json!({}));
     let new = jwk("app-rsa-other.pub.pem", Some("new"), json!({}));
-    let server = JwksServer::start(false, Reply::jwks(&[old.clone()])).await;
+    let server = JwksServer::start(false, Reply::jwks(std::slice::from_ref(&old))).await;
     let (_up, p) = proxy(&[("idp-client", &server.url(), None)]).await;
     eventually(Duration::from_secs(5), "first fetch", || {
         fetched(&p, "idp-client")
@@ -490,7 +490,7 @@ async fn rotation_unknown_kid_single_flight_and_cooldown() {
     assert_eq!(server.hits(), 2);
 
     // The old key is withdrawn: it still verifies until the next fetch, then no more.
-    server.set(Reply::jwks(&[new.clone()]));
+    server.set(Reply::jwks(std::slice::from_ref(&new)));
     assert_eq!(call(&p, &old_tokens[1]).await.status, 200);
     tokio::time::sleep(COOLDOWN).await;
     assert_eq!(status(&p, &stray).await, (401, "invalid_token".into()));

@@ -309,9 +309,13 @@ async fn refresh(source: Weak<Source>, timing: Timing) {
     }
 }
 
+/// A source's identity: its URL and the bytes of its `jwks_ca_file` (a changed CA makes a
+/// new source).
+type SourceKey = (String, Vec<u8>);
+
 /// The sources of a running proxy, kept across policy reloads.
 pub struct Registry {
-    sources: Mutex<HashMap<(String, Vec<u8>), Weak<Source>>>,
+    sources: Mutex<HashMap<SourceKey, Weak<Source>>>,
     metrics: JwksMetrics,
     runtime: tokio::runtime::Handle,
     timing: Timing,
