@@ -48,6 +48,12 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" if state.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/metrics" => {
+            let snap = state.policies.current();
+            for (app, source) in crate::auth::jwks::apps(&snap.policy) {
+                if let Some(age) = source.age_secs() {
+                    state.metrics.jwks.age.with_label_values(&[app]).set(age);
+                }
+            }
             let mut r = Response::new(full(state.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -75,6 +81,14 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "per_thread": state.decider.verifier.cache.local_entry_count(),
                 },
                 "key_store": state.decider.key_store.as_ref().map(|k| k.status()),
+                "jwks": crate::auth::jwks::apps(p)
+                    .into_iter()
+                    .map(|(app, source)| {
+                        let mut s = source.summary();
+                        s["app"] = app.into();
+                        s
+                    })
+                    .collect::<Vec<_>>(),
             });
             let mut r = Response::new(full(body.to_string()));
             r.headers_mut().insert(

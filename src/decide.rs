@@ -317,6 +317,7 @@ mod tests {
             upstreams: None,
             identity_prefix: "x-auth-".into(),
             test_environment: None,
+            jwks: None,
         };
         Policies::load(&file, ctx).unwrap().0
     }

@@ -204,9 +204,17 @@ pub fn script(
             .ok_or(format!("example policy has no app {id:?}"))
     };
     let reporting = app(REPORTING_APP)?;
-    let token = crate::auth::jwt::mint(reporting, &[], 600, false, now)?;
-    let narrow = crate::auth::jwt::mint(reporting, &["chat-history".into()], 600, false, now)?;
-    let expired = crate::auth::jwt::mint(reporting, &[], 1, false, now - 3600)?;
+    let token = crate::auth::jwt::mint(reporting, policy.app_id_claim(), &[], 600, false, now)?;
+    let narrow = crate::auth::jwt::mint(
+        reporting,
+        policy.app_id_claim(),
+        &["chat-history".into()],
+        600,
+        false,
+        now,
+    )?;
+    let expired =
+        crate::auth::jwt::mint(reporting, policy.app_id_claim(), &[], 1, false, now - 3600)?;
     let base = format!("http://{addr}");
     let mut s = String::new();
     let _ = writeln!(

@@ -80,8 +80,14 @@ pub enum Error {
     ReplayStoreUnavailable(String),
     #[error("key store unavailable: {0}")]
     KeyStoreUnavailable(String),
-    #[error("signing keys unavailable")]
-    KeysUnavailable,
+    /// No JWKS key to check the token with: the app's JWKS was never fetched, or its keys
+    /// expired while fetches kept failing. Carries the fetch failure for the log.
+    #[error("signing keys unavailable: {0}")]
+    KeysUnavailable(String),
+    /// The JWKS keys in force have none for the token's `kid` and `alg`. The verifier
+    /// refetches (`Source::refetch`) and tries again; only then is it a refusal.
+    #[error("no JWKS key for the token's kid and alg")]
+    KeyNotFound(std::sync::Arc<crate::auth::jwks::Source>),
     #[error("upstream timed out")]
     UpstreamTimeout,
     /// The drain ended (`drain_timeout`) before the request was answered: its connection
@@ -157,7 +163,8 @@ impl Error {
             NotReady => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the proxy is not ready", Source::Internal, None),
             ReplayStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "replay_store_unavailable", "the replay store is unavailable", Source::Internal, None),
             KeyStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "key_store_unavailable", "the key store is unavailable", Source::Internal, None),
-            KeysUnavailable => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "signing keys are unavailable", Source::Internal, None),
+            KeysUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "signing keys are unavailable", Source::Internal, None),
+            KeyNotFound(_) => Meta::new(StatusCode::UNAUTHORIZED, "invalid_token", "the token is not valid", Source::Client, None),
             UpstreamTimeout => Meta::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream service timed out", Source::Upstream, Some("timeout")),
             DrainCut => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "drain_timeout", "the proxy stopped before answering", Source::Internal, None),
         };

@@ -10,6 +10,7 @@ use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
 
 use crate::auth::cache::TokenCache;
+use crate::auth::jwks::Registry;
 use crate::auth::key_store::KeyStore;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
@@ -68,17 +69,23 @@ pub fn context(config: &Config) -> Context {
             .then(|| config.upstreams.iter().map(|u| u.name.clone()).collect()),
         identity_prefix: config.identity_header_prefix.clone(),
         test_environment: Some(config.environments.contains_key("test")),
+        jwks: None,
     }
 }
 
 pub async fn start(config: Config, options: Options) -> Result<Running, String> {
+    let metrics = Arc::new(Metrics::new());
+    // JWKS sources outlive each policy: a reload reuses them (and their keys).
+    let ctx = Context {
+        jwks: Some(Arc::new(Registry::new(metrics.jwks.clone()))),
+        ..context(&config)
+    };
     let (policies, warnings) =
-        Policies::load(&config.policy_file, context(&config)).map_err(|e| e.to_string())?;
+        Policies::load(&config.policy_file, ctx).map_err(|e| e.to_string())?;
     for w in warnings {
         tracing::warn!(warning = %w, "policy");
     }
     let policies = Arc::new(policies);
-    let metrics = Arc::new(Metrics::new());
     metrics.generation.set(policies.current().generation as i64);
     let (replay, limiter) = match &config.replay_store {
         ReplayStoreConfig::Memory => (ReplayStore::memory(), Limiter::memory()),

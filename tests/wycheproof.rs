@@ -408,7 +408,7 @@ fn check_jws(policy: &Result<Policy, String>, token: &str) -> Outcome {
     let policy = policy.as_ref().map_err(Clone::clone)?;
     let jws = Jws::parse(token).map_err(|e| format!("{e:?}"))?;
     match jwt::verify(policy, &jws, false) {
-        Err(Error::InvalidToken("bad JSON" | "no appId")) => {}
+        Err(Error::InvalidToken("bad JSON" | "no app id claim")) => {}
         Err(e) => return Err(format!("{e:?}")),
         Ok(_) => return Err("a vector payload verified as a claim set".into()),
     }

@@ -31,6 +31,8 @@ const MAX_PART: usize = 8 * 1024;
 /// two readers of one header must never see two different values.
 struct JoseHeader<'a> {
     alg: Cow<'a, str>,
+    /// Selects among a JWKS app's keys; never used to find a key elsewhere.
+    kid: Option<Cow<'a, str>>,
     /// Any value at all, `null` included, counts as present.
     crit: bool,
 }
@@ -50,7 +52,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for JoseHeader<'a> {
                 use serde::de::Error as _;
                 // Names are borrowed from the header unless they hold escapes (`Claim`).
                 let mut seen: Vec<Claim<'de>> = Vec::new();
-                let (mut alg, mut crit) = (None, false);
+                let (mut alg, mut kid, mut crit) = (None, None, false);
                 while let Some(name) = map.next_key::<Claim<'de>>()? {
                     let key = name.as_str().unwrap_or_default();
                     if seen.iter().any(|n| n.as_str() == Some(key)) {
@@ -60,6 +62,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for JoseHeader<'a> {
                         "alg" => match map.next_value::<Claim<'de>>()? {
                             Claim::String(a) => alg = Some(a),
                             _ => return Err(A::Error::custom("alg is not a string")),
+                        },
+                        "kid" => match map.next_value::<Claim<'de>>()? {
+                            Claim::String(k) => kid = Some(k),
+                            _ => return Err(A::Error::custom("kid is not a string")),
                         },
                         "crit" => {
                             map.next_value::<serde::de::IgnoredAny>()?;
@@ -72,7 +78,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for JoseHeader<'a> {
                     seen.push(name);
                 }
                 let alg = alg.ok_or_else(|| A::Error::missing_field("alg"))?;
-                Ok(JoseHeader { alg, crit })
+                Ok(JoseHeader { alg, kid, crit })
             }
         }
         d.deserialize_map(V)
@@ -95,35 +101,119 @@ pub struct Verified {
 /// The claims the proxy reads, borrowed from the decoded payload. Every member is kept as
 /// present-or-absent exactly as sent (`null` is present, and not a number), so the type
 /// rules below see what the client wrote.
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Claims<'a> {
-    #[serde(rename = "appId", borrow)]
-    app_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    /// The value of each of the policy's `app_id_claims`, in its order.
+    app_ids: Vec<Claim<'a>>,
     exp: Claim<'a>,
-    #[serde(default, borrow)]
     nbf: Claim<'a>,
-    #[serde(default, borrow)]
     iat: Claim<'a>,
-    #[serde(default, deserialize_with = "present")]
     aud: Option<Value>,
-    #[serde(default, borrow)]
     jti: Claim<'a>,
-    #[serde(default, borrow)]
     scope: Claim<'a>,
-    #[serde(default, borrow)]
     sub: Claim<'a>,
+    iss: Claim<'a>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+impl<'a> Claims<'a> {
+    /// Reads `payload`, picking out the claims named in `app_id_claims` on the way. A
+    /// member the proxy reads may appear once only (as `serde` refuses a repeated field).
+    fn parse(payload: &'a [u8], app_id_claims: &[String]) -> Result<Claims<'a>, Error> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let claims = ClaimsSeed(app_id_claims)
+            .deserialize(&mut de)
+            .and_then(|c| de.end().map(|()| c))
+            .map_err(|_| Error::InvalidToken("bad JSON"))?;
+        Ok(claims)
+    }
+
+    /// The app's id: the first of `app_id_claims` present, which must be a string.
+    fn app_id(&self) -> Result<&str, Error> {
+        match self.app_ids.iter().find(|c| !matches!(c, Claim::Absent)) {
+            Some(Claim::String(s)) => Ok(s),
+            Some(_) => Err(Error::InvalidToken("app id claim is not a string")),
+            None => Err(Error::InvalidToken("no app id claim")),
+        }
+    }
+}
+
+struct ClaimsSeed<'n>(&'n [String]);
+
+impl<'de, 'n> serde::de::DeserializeSeed<'de> for ClaimsSeed<'n> {
+    type Value = Claims<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Claims<'de>, D::Error> {
+        struct V<'n>(&'n [String]);
+        impl<'de> serde::de::Visitor<'de> for V<'_> {
+            type Value = Claims<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims<'de>, A::Error> {
+                use serde::de::Error as _;
+                let mut c = Claims {
+                    app_ids: (0..self.0.len()).map(|_| Claim::Absent).collect(),
+                    ..Claims::default()
+                };
+                let mut aud_seen = false;
+                while let Some(name) = map.next_key::<Claim<'de>>()? {
+                    let key = name.as_str().unwrap_or_default();
+                    let id = self.0.iter().position(|n| n == key);
+                    let slot = match key {
+                        "exp" => Some(&mut c.exp),
+                        "nbf" => Some(&mut c.nbf),
+                        "iat" => Some(&mut c.iat),
+                        "jti" => Some(&mut c.jti),
+                        "scope" => Some(&mut c.scope),
+                        "sub" => Some(&mut c.sub),
+                        "iss" => Some(&mut c.iss),
+                        "aud" => {
+                            if aud_seen {
+                                return Err(A::Error::custom("duplicate claim"));
+                            }
+                            aud_seen = true;
+                            c.aud = Some(map.next_value::<Value>()?);
+                            continue;
+                        }
+                        _ => None,
+                    };
+                    match (slot, id) {
+                        (Some(slot), id) => {
+                            if !matches!(slot, Claim::Absent) {
+                                return Err(A::Error::custom("duplicate claim"));
+                            }
+                            *slot = map.next_value::<Claim<'de>>()?;
+                            if let Some(i) = id {
+                                c.app_ids[i] = slot.clone();
+                            }
+                        }
+                        (None, Some(i)) => {
+                            if !matches!(c.app_ids[i], Claim::Absent) {
+                                return Err(A::Error::custom("duplicate claim"));
+                            }
+                            c.app_ids[i] = map.next_value::<Claim<'de>>()?;
+                        }
+                        (None, None) => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V(self.0))
+    }
 }
 
 /// One claim's value as far as the rules need it: absent (the default, when the member is
 /// missing), a number, a string (borrowed from the payload unless it holds escapes), or
 /// anything else, `null` included, read past. Unlike a `Value` it allocates nothing for the
 /// claims every token carries.
-#[derive(Default)]
+#[derive(Default, Clone)]
 enum Claim<'a> {
     #[default]
     Absent,
@@ -202,6 +292,7 @@ pub struct Jws<'t> {
     payload: &'t str,
     signature: &'t str,
     alg: Algorithm,
+    kid: Option<String>,
 }
 
 impl<'t> Jws<'t> {
@@ -227,6 +318,7 @@ impl<'t> Jws<'t> {
             payload: p64,
             signature: sig,
             alg,
+            kid: header.kid.map(Cow::into_owned),
         })
     }
 
@@ -243,17 +335,19 @@ pub fn verify_jws(policy: &Policy, token: &str, wrapped: bool) -> Result<Verifie
 
 pub fn verify(policy: &Policy, jws: &Jws<'_>, wrapped: bool) -> Result<Verified, Error> {
     let payload = b64(jws.payload)?;
-    let claims: Claims<'_> =
-        serde_json::from_slice(&payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
-    let app_id = claims
-        .app_id
-        .as_deref()
-        .ok_or(Error::InvalidToken("no appId"))?;
+    let claims = Claims::parse(&payload, &policy.app_id_claims)?;
+    let app_id = claims.app_id()?;
     let app = match policy.apps.get(app_id) {
         Some(app) => {
             check_signature(app, jws)?;
+            if let Some(issuer) = &app.issuer {
+                if claims.iss.as_str() != Some(issuer) {
+                    return Err(Error::InvalidToken("iss is not the app's issuer"));
+                }
+            }
             app
         }
+        // Not an app of the policy: a token scopegate minted for a client (SPEC §3.7).
         None => minted(policy, app_id, jws, &payload)?,
     };
 
@@ -336,20 +430,29 @@ pub fn check_signature(app: &App, jws: &Jws<'_>) -> Result<(), Error> {
     }
     // The key is chosen by the algorithm's family, so an HMAC alg can only ever meet the
     // app's secret, never its public key (algorithm confusion).
-    let authentic = if jws.is_asymmetric() {
+    let verify = |key: &jsonwebtoken::DecodingKey| {
+        matches!(
+            jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), key, alg),
+            Ok(true)
+        )
+    };
+    let authentic = if let (true, Some(source)) = (jws.is_asymmetric(), &app.jwks) {
+        // The keys in force; a kid they do not know (or no keys at all) is for the verifier
+        // to refetch, not a verdict yet.
+        let keys = source
+            .keys()
+            .ok_or_else(|| Error::KeyNotFound(source.clone()))?;
+        let candidates = keys
+            .set
+            .candidates(jws.kid.as_deref(), alg)
+            .ok_or_else(|| Error::KeyNotFound(source.clone()))?;
+        candidates.into_iter().any(verify)
+    } else if jws.is_asymmetric() {
         let key = app
             .public_key
             .as_ref()
             .ok_or(Error::InvalidToken("no key for alg"))?;
-        matches!(
-            jsonwebtoken::crypto::verify(
-                jws.signature,
-                jws.signing_input.as_bytes(),
-                &key.key,
-                alg
-            ),
-            Ok(true)
-        )
+        verify(&key.key)
     } else {
         let key = app
             .hmac_keys
@@ -481,6 +584,7 @@ fn header_safe(claim: Option<&str>) -> Result<HeaderValue, Error> {
 /// Mints an HS* token for an app of the policy (the `token` command and `test` cases).
 pub fn mint(
     app: &App,
+    app_id_claim: &str,
     scopes: &[String],
     ttl_secs: u64,
     with_jti: bool,
@@ -493,13 +597,16 @@ pub fn mint(
         .find(|a| a.family() == AlgorithmFamily::Hmac)
         .ok_or("the app allows no HS* algorithm")?;
     let mut claims = serde_json::json!({
-        "appId": app.client_id,
+        app_id_claim: app.client_id,
         "sub": format!("scopegate-cli@{}", app.client_id),
         "iat": now,
         "exp": now + ttl_secs,
     });
     if let Some(aud) = &app.audience {
         claims["aud"] = aud.clone().into();
+    }
+    if let Some(iss) = &app.issuer {
+        claims["iss"] = iss.clone().into();
     }
     if !scopes.is_empty() {
         claims["scope"] = scopes.join(" ").into();

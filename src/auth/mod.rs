@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod cache;
 pub mod credential;
+pub mod jwks;
 pub mod jwt;
 pub mod key_store;
 pub mod rate_limit;

@@ -31,7 +31,18 @@ impl Verifier {
         is_jwe: bool,
         now: f64,
     ) -> Result<Principal, Error> {
-        let verified = self.cached(snap, token, is_jwe, now)?;
+        let verified = match self.cached(snap, token, is_jwe, now) {
+            // A JWKS app's keys lack the token's kid (or there are none): fetch once, shared
+            // with every request waiting for the same, within the cooldown, then try again.
+            Err(Error::KeyNotFound(source)) => {
+                source.refetch().await;
+                match self.cached(snap, token, is_jwe, now) {
+                    Err(Error::KeyNotFound(source)) => return Err(source.miss_error()),
+                    other => other?,
+                }
+            }
+            other => other?,
+        };
         self.per_use_checks(&verified, now).await?;
         Ok(verified.principal.clone())
     }

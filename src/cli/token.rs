@@ -42,7 +42,14 @@ pub(super) fn token(
         return ExitCode::from(1);
     }
     let now = scopegate::pipeline::unix_now() as u64;
-    match scopegate::auth::jwt::mint(a, scopes, ttl.as_secs(), jti, now) {
+    match scopegate::auth::jwt::mint(
+        a,
+        compiled.policy.app_id_claim(),
+        scopes,
+        ttl.as_secs(),
+        jti,
+        now,
+    ) {
         Ok(t) => {
             println!("{t}");
             ExitCode::SUCCESS

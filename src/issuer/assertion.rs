@@ -102,8 +102,11 @@ impl Assertions {
             "exp": iat + config.ttl_secs,
             "jti": uuid::Uuid::new_v4().to_string(),
         });
-        let token = issuer.sign(&claims).map_err(|_| Error::KeysUnavailable)?;
-        let value = HeaderValue::try_from(token).map_err(|_| Error::KeysUnavailable)?;
+        let token = issuer
+            .sign(&claims)
+            .map_err(|_| Error::KeysUnavailable("the issuer could not sign".into()))?;
+        let value = HeaderValue::try_from(token)
+            .map_err(|_| Error::KeysUnavailable("the assertion is not a header value".into()))?;
         let renew_at = iat as f64 + config.ttl_secs as f64 * 0.9;
         self.cache.insert(
             key,

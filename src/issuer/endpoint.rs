@@ -200,7 +200,9 @@ impl Exchange<'_> {
             "jti": uuid::Uuid::new_v4().to_string(),
             "sgb": client.binding,
         });
-        let access_token = issuer.sign(&claims).map_err(|_| Error::KeysUnavailable)?;
+        let access_token = issuer
+            .sign(&claims)
+            .map_err(|_| Error::KeysUnavailable("the issuer could not sign".into()))?;
         Ok(Minted {
             access_token,
             expire_in: endpoint.ttl_secs,

@@ -1,8 +1,8 @@
 //! The metric families of SPEC §7, registered once in a registry of our own.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -23,6 +23,7 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     pub token_exchanges: IntCounterVec,
     pub key_store: KeyStoreMetrics,
+    pub jwks: crate::auth::jwks::JwksMetrics,
 }
 
 /// The key store's counters (SPEC §3.8), handed to it whole.
@@ -174,6 +175,29 @@ impl Metrics {
                 &["result"],
             )
             .expect("valid metric"),
+            jwks: crate::auth::jwks::JwksMetrics {
+                fetches: IntCounterVec::new(
+                    Opts::new(
+                        "scopegate_jwks_fetches_total",
+                        "JWKS fetches by app and result (success, or the kind of failure)",
+                    ),
+                    &["app", "result"],
+                )
+                .expect("valid metric"),
+                keys: IntGaugeVec::new(
+                    Opts::new("scopegate_jwks_keys", "JWKS keys in force by app"),
+                    &["app"],
+                )
+                .expect("valid metric"),
+                age: GaugeVec::new(
+                    Opts::new(
+                        "scopegate_jwks_age_seconds",
+                        "Age of the JWKS keys in force by app",
+                    ),
+                    &["app"],
+                )
+                .expect("valid metric"),
+            },
             access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
             key_store: KeyStoreMetrics::new(),
             registry,
@@ -197,6 +221,9 @@ impl Metrics {
             Box::new(m.key_store.lookups.clone()),
             Box::new(m.key_store.events.clone()),
             Box::new(m.key_store.unknown_scopes.clone()),
+            Box::new(m.jwks.fetches.clone()),
+            Box::new(m.jwks.keys.clone()),
+            Box::new(m.jwks.age.clone()),
         ] {
             m.registry.register(c).expect("metric registered once");
         }

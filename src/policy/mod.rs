@@ -215,6 +215,19 @@ pub enum PublicKeyKind {
     Ed25519,
 }
 
+impl PublicKeyKind {
+    /// Whether `alg` is one this kind of key verifies.
+    pub fn fits(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            PublicKeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            PublicKeyKind::EcP256 => alg == ES256,
+            PublicKeyKind::EcP384 => alg == ES384,
+            PublicKeyKind::Ed25519 => alg == EdDSA,
+        }
+    }
+}
+
 pub struct PublicKey {
     pub kind: PublicKeyKind,
     pub key: DecodingKey,
@@ -236,7 +249,11 @@ pub struct App {
     /// The HS* keys, made from the app's secret (which it alone keeps).
     pub hmac_keys: HmacKeys,
     pub public_key: Option<PublicKey>,
+    /// `jwks_url`: the JWKS the app's keys come from (SPEC §3.2.1), shared across reloads.
+    pub jwks: Option<Arc<crate::auth::jwks::Source>>,
     pub audience: Option<String>,
+    /// `issuer`: the token's `iss` must equal it.
+    pub issuer: Option<String>,
     pub require_exp: bool,
     pub leeway_secs: u64,
     /// `max_lifetime`: how far in the future an `exp` may lie (SPEC §3.2).
@@ -376,6 +393,8 @@ pub struct Policy {
     pub apps: HashMap<String, Arc<App>>,
     pub api_keys: HashMap<[u8; 32], ApiKey>,
     pub jwe_keys: Vec<JweKey>,
+    /// `app_id_claims`: the claims that name the app, first present wins.
+    pub app_id_claims: Vec<String>,
     /// The public JWKS document of `jwe_keys` and the issuer's keys, rendered once.
     pub jwks: Bytes,
     /// scopegate's own signing key (SPEC §3.7).
@@ -414,4 +433,11 @@ pub struct Client {
 pub struct UpstreamAssertion {
     pub header: HeaderName,
     pub ttl_secs: u64,
+}
+
+impl Policy {
+    /// The claim a token minted for an app names it in: the first of `app_id_claims`.
+    pub fn app_id_claim(&self) -> &str {
+        self.app_id_claims.first().map_or("appId", String::as_str)
+    }
 }

@@ -76,6 +76,8 @@ pub struct RawPolicy<'a> {
     pub api_keys: RawApiKeys<'a>,
     #[serde(default)]
     pub jwe_keys: Vec<Spanned<RawJweKey>>,
+    /// The claims that name the app, first present wins (SPEC §3.2; default `[appId]`).
+    pub app_id_claims: Option<Spanned<Vec<String>>>,
     #[serde(default, borrow)]
     pub token_endpoint: Option<Spanned<RawTokenEndpoint<'a>>>,
     pub issuer: Option<Spanned<RawIssuer>>,
@@ -312,7 +314,9 @@ pub struct RawApp<'a> {
     pub algorithms: Vec<Spanned<String>>,
     pub secret: Option<SecretRef>,
     pub public_key_file: Option<PathBuf>,
-    pub jwks_url: Option<String>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub jwks_ca_file: Option<PathBuf>,
+    pub issuer: Option<String>,
     pub audience: Option<String>,
     #[serde(default = "yes")]
     pub require_exp: bool,

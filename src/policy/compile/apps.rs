@@ -104,12 +104,6 @@ impl<'a> Compiler<'a> {
         if a.client_id.is_empty() {
             self.err(l, "app client_id must not be empty");
         }
-        if a.jwks_url.is_some() {
-            self.err(
-                l,
-                format!("{what}: jwks_url is not supported by this version; use public_key_file"),
-            );
-        }
         let mut algorithms = Vec::new();
         for alg in &a.algorithms {
             match Algorithm::from_str(&alg.value) {
@@ -150,11 +144,33 @@ impl<'a> Compiler<'a> {
             Some(p) => self.public_key(l, p, &what),
             None => None,
         };
-        if wants_public && a.public_key_file.is_none() {
-            self.err(
+        let jwks = match &a.jwks_url {
+            Some(u) => self.jwks_source(
+                line(u),
+                &u.value,
+                a.jwks_ca_file.as_deref(),
+                &what,
+                &a.client_id,
+            ),
+            None => None,
+        };
+        if a.jwks_ca_file.is_some() && a.jwks_url.is_none() {
+            self.err(l, format!("{what}: jwks_ca_file needs a jwks_url"));
+        }
+        match (&a.public_key_file, &a.jwks_url) {
+            (Some(_), Some(u)) => self.err(
+                line(u),
+                format!("{what}: public_key_file and jwks_url exclude each other"),
+            ),
+            (None, None) if wants_public => self.err(
                 l,
-                format!("{what}: RS*/PS*/ES*/EdDSA algorithms need a `public_key_file`"),
-            );
+                format!("{what}: RS*/PS*/ES*/EdDSA algorithms need a `public_key_file` or a `jwks_url`"),
+            ),
+            (None, Some(u)) if wants_hmac => self.err(
+                line(u),
+                format!("{what}: an app with a jwks_url may not allow HS* algorithms (a JWKS never holds the app's HMAC secret)"),
+            ),
+            _ => {}
         }
         if let Some(pk) = &public_key {
             for alg in algorithms
@@ -262,7 +278,9 @@ impl<'a> Compiler<'a> {
             algorithms,
             hmac_keys,
             public_key,
+            jwks,
             audience: a.audience,
+            issuer: a.issuer,
             require_exp: a.require_exp,
             leeway_secs: leeway.as_secs(),
             max_lifetime_secs: max_lifetime.as_secs(),

@@ -159,6 +159,8 @@ impl<'a> Compiler<'a> {
                 hmac_keys: HmacKeys::default(),
                 public_key: None,
                 audience: Some(issuer.name.clone()),
+                issuer: Some(issuer.name.clone()),
+                jwks: None,
                 require_exp: true,
                 leeway_secs: 30,
                 max_lifetime_secs: ttl.as_secs(),

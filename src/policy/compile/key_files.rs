@@ -75,13 +75,7 @@ impl<'a> Compiler<'a> {
 }
 
 pub(super) fn key_fits(kind: PublicKeyKind, alg: Algorithm) -> bool {
-    use Algorithm::*;
-    match kind {
-        PublicKeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-        PublicKeyKind::EcP256 => alg == ES256,
-        PublicKeyKind::EcP384 => alg == ES384,
-        PublicKeyKind::Ed25519 => alg == EdDSA,
-    }
+    kind.fits(alg)
 }
 
 /// Reads the key type from the SPKI's algorithm identifier (the OIDs are fixed byte

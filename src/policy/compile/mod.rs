@@ -10,6 +10,7 @@
 mod api_keys;
 mod apps;
 mod issuer;
+mod jwks;
 mod key_files;
 mod routes;
 #[cfg(test)]
@@ -44,6 +45,9 @@ pub struct Context {
     /// Whether the config sends test keys somewhere (`environments.test`); `None` when
     /// checking a policy alone.
     pub test_environment: Option<bool>,
+    /// The running proxy's JWKS sources; `None` offline (`check`, `explain`, `test`), where
+    /// JWKS apps get sources that never fetch.
+    pub jwks: Option<Arc<crate::auth::jwks::Registry>>,
 }
 
 impl Context {
@@ -52,6 +56,7 @@ impl Context {
             upstreams: None,
             identity_prefix: "x-auth-".into(),
             test_environment: None,
+            jwks: None,
         }
     }
 }
@@ -190,6 +195,7 @@ impl<'a> Compiler<'a> {
             }
         }
         let scopes = Scopes::new(raw.scopes.into_keys());
+        let app_id_claims = self.app_id_claims(raw.app_id_claims);
 
         let mut routes = Vec::new();
         let mut router = Router::default();
@@ -277,7 +283,27 @@ impl<'a> Compiler<'a> {
             apps,
             api_keys,
             jwe_keys,
+            app_id_claims,
         }
+    }
+
+    /// `app_id_claims`, or the default `[appId]` (the seeds' platforms name the app so).
+    fn app_id_claims(&mut self, raw: Option<Spanned<Vec<String>>>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return vec!["appId".into()];
+        };
+        let l = line(&raw);
+        if raw.value.is_empty() {
+            self.err(l, "app_id_claims must name at least one claim");
+        }
+        for (i, c) in raw.value.iter().enumerate() {
+            if c.is_empty() {
+                self.err(l, "app_id_claims: a claim name must not be empty");
+            } else if raw.value[..i].contains(c) {
+                self.err(l, format!("app_id_claims: {c:?} is listed twice"));
+            }
+        }
+        raw.value
     }
 
     fn scope_set(

@@ -287,3 +287,46 @@ fn malformed_grants_and_key_ids_are_refused_on_their_line() {
         assert!(err.contains(message), "{entry}: {err}");
     }
 }
+
+#[test]
+fn app_id_claims_default_and_validation() {
+    let p = compile("version: 1\n").unwrap();
+    assert_eq!(p.app_id_claims, ["appId"]);
+    let p = compile("version: 1\napp_id_claims: [azp, client_id, appId]\n").unwrap();
+    assert_eq!(p.app_id_claims, ["azp", "client_id", "appId"]);
+    let e = compile("version: 1\napp_id_claims: []\n").unwrap_err();
+    assert!(
+        e.contains("p.yaml:2: app_id_claims must name at least one claim"),
+        "{e}"
+    );
+    let e = compile("version: 1\napp_id_claims: [azp, azp]\n").unwrap_err();
+    assert!(
+        e.contains("p.yaml:2: app_id_claims: \"azp\" is listed twice"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_jwks_app_compiles_offline_to_a_source_that_never_fetches() {
+    let p = compile(
+        "version: 1\napps:\n  - { client_id: a, algorithms: [RS256, ES256], jwks_url: \"http://127.0.0.1:9/jwks\", issuer: \"https://idp/\" }\n",
+    )
+    .unwrap();
+    let app = &p.apps["a"];
+    assert_eq!(app.issuer.as_deref(), Some("https://idp/"));
+    let source = app.jwks.as_ref().expect("a source");
+    assert!(source.keys().is_none());
+    assert_eq!(
+        source.miss_error().to_string(),
+        "signing keys unavailable: JWKS keys are not fetched offline"
+    );
+    let e = compile(
+        "version: 1\napps:\n  - { client_id: a, algorithms: [RS256], jwks_ca_file: ca.pem }\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("jwks_ca_file needs a jwks_url"), "{e}");
+    assert!(
+        e.contains("need a `public_key_file` or a `jwks_url`"),
+        "{e}"
+    );
+}
