@@ -5,8 +5,8 @@
 use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
-use crate::policy::ApiKey;
 use crate::policy::snapshot::Snapshot;
+use crate::policy::{ApiKey, Policy};
 
 /// Policy keys first (a hash in both is the policy's), then the key store if there is one;
 /// the same checks either way.
@@ -28,6 +28,19 @@ pub async fn verify(
         .await?
         .ok_or(Error::InvalidApiKey)?;
     check(&key, now_unix)
+}
+
+/// The policy's keys alone, without awaiting anything (benchmarks of the lookup itself).
+pub fn verify_in_policy(
+    policy: &Policy,
+    presented: &str,
+    now_unix: i64,
+) -> Result<Principal, Error> {
+    let key = policy
+        .api_keys
+        .get(&digest(presented))
+        .ok_or(Error::InvalidApiKey)?;
+    check(key, now_unix)
 }
 
 fn check(key: &ApiKey, now_unix: i64) -> Result<Principal, Error> {
