@@ -109,6 +109,9 @@ async fn process<'s>(
         state.config.limits.max_header_bytes,
     )?;
     let (mut parts, body) = req.into_parts();
+    // scopegate speaks its own HTTP version to the client (RFC 9110 §6.2), whatever the
+    // upstream's: an HTTP/1.0 upstream's answer must not end a keep-alive connection.
+    let client_version = parts.version;
     let normalized = decide::normalize(parts.uri.path())?;
     t.path = normalized.to_string();
     if parts.method == Method::GET && normalized.as_str() == JWKS_PATH {
@@ -198,6 +201,7 @@ async fn process<'s>(
     t.upstream = Some((resp.status().as_u16(), took));
 
     let (mut parts, body) = resp.into_parts();
+    parts.version = client_version;
     headers::prepare_response(&mut parts.headers, request_id);
     let body = match &seal {
         Some(plan) => {
