@@ -155,6 +155,24 @@ pub fn prepare_request(headers: &mut HeaderMap, names: &IdentityNames, f: &Forwa
     headers.insert(X_REQUEST_ID, f.request_id.clone());
 }
 
+/// Whether the client said it takes trailers (`TE: trailers`). `TE` is hop-by-hop, so it
+/// is removed like the others; to an HTTP/2 upstream scopegate then says it itself, since
+/// it passes trailers on (gRPC servers answer only clients that do).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// Removes the upstream's hop-by-hop headers and adds the request id.
 pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     strip_hop_by_hop(headers);
