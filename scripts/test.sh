@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing:
 # redis-server and nginx (Debian packages; the Redis and nginx auth_request tests start their
-# own instances on free ports)
+# own instances on free ports), ca-certificates (system roots for TLS upstreams)
 # Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
@@ -19,6 +19,8 @@ PROMQL_PARSER=0.11.0
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+# The system's root certificates (an upstream without ca_file is verified against them).
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing from Debian: ${missing[*]}"

@@ -195,7 +195,7 @@ async fn process<'s>(
     };
     let upstream_name = up.name.as_str();
     let route = permit.route().map_or("-", |r| r.id.as_str());
-    let client_upgrade = parts.extensions.remove::<OnUpgrade>();
+    let client_upgrade = websocket.and_then(|_| parts.extensions.remove::<OnUpgrade>());
     if let Some(how) = websocket {
         websocket::upstream_request(&mut parts.headers, &mut parts.method, how);
     }
@@ -227,7 +227,7 @@ async fn process<'s>(
     let (mut parts, body) = resp.into_parts();
     parts.version = client_version;
     // Read before the hygiene removes `Upgrade` as hop-by-hop.
-    let to_websocket = websocket::switched(&parts.headers);
+    let to_websocket = websocket.is_some() && websocket::switched(&parts.headers);
     headers::prepare_response(&mut parts.headers, request_id);
     if let Some(how) = websocket {
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {

@@ -454,13 +454,16 @@ async fn an_https_upstream_with_a_certificate_from_ca_file_is_reached_and_pooled
     get(&p.url("/public/sni"), &[]).await.echo();
 }
 
+/// What the case is, the upstream, the long-form fields, the reason rustls gives.
+type Unverified<'a> = (&'a str, Serving, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Every certificate that does not verify: 502 `upstream_unavailable`, counted as `tls`,
 /// the request never reaching the upstream, and never a retry without verification.
 #[tokio::test]
 async fn an_upstream_certificate_that_does_not_verify_is_a_502_counted_as_tls() {
     let ca = cert_path("tls/ca.crt.pem");
     let upstream_ca = cert_path("upstream/ca.crt.pem");
-    let cases: [(&str, Serving, Vec<(&str, &str)>, &str); 4] = [
+    let cases: [Unverified; 4] = [
         (
             "wrong name",
             Serving::good(),
@@ -623,6 +626,7 @@ async fn check_reads_the_upstream_certificate_files() {
     let not_a_key = config(&long_form(
         "https://127.0.0.1:1",
         &[
+            ("ca_file", &cert_path("tls/ca.crt.pem")),
             ("client_cert_file", &cert_path("tls/client.crt.pem")),
             ("client_key_file", &cert_path("tls/client.crt.pem")),
         ],

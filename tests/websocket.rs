@@ -54,6 +54,8 @@ impl EchoUpstream {
                 let s = s.clone();
                 tokio::spawn(async move {
                     let heard = s.clone();
+                    // The error type is tungstenite's, however large.
+                    #[allow(clippy::result_large_err)]
                     let callback = move |req: &WsRequest, resp: WsResponse| {
                         heard.lock().unwrap().headers.push(req.headers().clone());
                         Ok(resp)
@@ -63,19 +65,12 @@ impl EchoUpstream {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Message::Close(frame) => {
-                                s.lock()
-                                    .unwrap()
-                                    .closes
-                                    .push(frame.map(|f| u16::from(f.code)));
-                            }
-                            _ => {}
+                        if let Message::Close(frame) = &msg {
+                            let code = frame.as_ref().map(|f| u16::from(f.code));
+                            s.lock().unwrap().closes.push(code);
+                        } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err()
+                        {
+                            return;
                         }
                     }
                 });
@@ -237,6 +232,9 @@ async fn an_authorized_websocket_carries_messages_both_ways_over_http2() {
     assert_eq!(h["sec-websocket-version"], "13");
 }
 
+/// Path, credential headers, status, code.
+type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 /// A handshake the decision refuses gets the §6 answer, and the upstream never hears of it.
 #[tokio::test]
 async fn a_refused_handshake_gets_its_problem_before_any_upgrade() {
@@ -250,7 +248,7 @@ async fn a_refused_handshake_gets_its_problem_before_any_upgrade() {
     ];
     let other_bot = policy::token("app-hs", serde_json::json!({}));
     let bearer = format!("Bearer {other_bot}");
-    let cases: [(&str, Vec<(&str, &str)>, u16, &str); 4] = [
+    let cases: [Refusal; 4] = [
         ("/v1/bots/bot-1", vec![], 401, "missing_credentials"),
         (
             "/v1/bots/bot-1",

@@ -162,7 +162,7 @@ impl Metrics {
         for r in ["success", "failure", "unchanged"] {
             m.reloads.with_label_values(&[r]);
         }
-        for kind in ["connect", "timeout", "protocol"] {
+        for kind in ["connect", "timeout", "protocol", "tls"] {
             m.upstream_errors.with_label_values(&[kind]);
         }
         m

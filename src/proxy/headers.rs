@@ -217,6 +217,16 @@ mod tests {
     }
 
     #[test]
+    fn te_trailers_is_found_among_codings_in_any_case() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5, Trailers"));
+        assert!(accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("trailersx, gzip"));
+        assert!(!accepts_trailers(&h));
+    }
+
+    #[test]
     fn request_id_is_kept_only_when_valid() {
         let mut h = HeaderMap::new();
         h.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123_x.y"));
