@@ -766,9 +766,10 @@ async fn upstream_timeout_applies_to_http2_response_headers() {
     assert_eq!(up.connections(), 1);
 }
 
-async fn futures_join_all<F: Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+/// Runs the futures at once, each on its own task; their outputs in order.
+async fn futures_join_all<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = fs.map(tokio::spawn).collect();
