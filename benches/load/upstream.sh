@@ -58,7 +58,7 @@ cat "$REPO/tests/fixtures/tls/server.crt.pem" "$REPO/tests/fixtures/tls/server.k
 cat >"$WORK/haproxy.cfg" <<CFG
 global
     nbthread 1
-    maxconn 20000
+    maxconn 4000
 defaults
     mode http
     timeout client 30s
