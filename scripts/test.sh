@@ -2,8 +2,9 @@
 # Runs the whole test suite. Says what it installs, and installs what the tests need when it
 # is missing: redis-server, redis-tools and nginx (Debian packages; the Redis and nginx
 # auth_request tests start their own instances on free ports; redis-cli makes the key store's
-# Redis Cluster) and python3-venv; into a project-local virtual environment (.venv, ignored by
-# git), Python joserfc + cryptography (the independent JOSE implementation tokens and JWEs
+# Redis Cluster), ca-certificates (system roots for TLS upstreams) and python3-venv; into a
+# project-local virtual environment (.venv, ignored by git), Python joserfc + cryptography
+# (the independent JOSE implementation tokens and JWEs
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
 # binary exists in Debian), kubernetes-validate (offline Kubernetes API schemas) and
@@ -26,6 +27,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The system's root certificates (an upstream without ca_file is verified against them).
+[ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test.sh: installing Debian packages: ${missing[*]}"

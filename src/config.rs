@@ -21,7 +21,7 @@ struct RawConfig {
     admin_listen: Spanned<String>,
     policy_file: PathBuf,
     #[serde(default = "unspanned")]
-    upstreams: Spanned<BTreeMap<String, Spanned<String>>>,
+    upstreams: Spanned<BTreeMap<String, Spanned<RawUpstream>>>,
     #[serde(default)]
     environments: BTreeMap<String, Spanned<String>>,
     tls: Option<RawTls>,
@@ -39,6 +39,49 @@ struct RawConfig {
     authz: Option<Spanned<RawAuthz>>,
     /// SPEC §7's OpenTelemetry traces: read so its line can be named, then refused.
     tracing: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+/// An upstream as written: a base URL (short form), or a map with `url` and the TLS and
+/// HTTP/2 settings (long form, SPEC §1.1).
+#[derive(Debug)]
+enum RawUpstream {
+    Short(String),
+    Long(RawUpstreamLong),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamLong {
+    url: String,
+    ca_file: Option<PathBuf>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
+    server_name: Option<String>,
+    #[serde(default)]
+    http2: bool,
+}
+
+impl<'de> Deserialize<'de> for RawUpstream {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawUpstream;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an upstream URL or a map with `url`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawUpstream, E> {
+                Ok(RawUpstream::Short(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<RawUpstream, A::Error> {
+                RawUpstreamLong::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RawUpstream::Long)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +134,9 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     #[serde(with = "yaml::duration")]
     pub drain_timeout: Duration,
+    /// A WebSocket with no byte either way for this long is closed.
+    #[serde(with = "yaml::duration")]
+    pub websocket_idle_timeout: Duration,
     /// Keep polling for I/O this long after activity instead of sleeping (`busy_poll`);
     /// zero, the default, sleeps at once.
     #[serde(with = "yaml::duration")]
@@ -107,6 +153,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            websocket_idle_timeout: Duration::from_secs(3600),
             busy_poll: Duration::ZERO,
         }
     }
@@ -170,6 +217,28 @@ pub struct Upstream {
     pub host: http::HeaderValue,
     /// Path prefix without a trailing slash ("" for none).
     pub base_path: String,
+    /// `https://`: TLS to the upstream, verified.
+    pub tls: Option<UpstreamTls>,
+    /// HTTP/2 to the upstream (ALPN h2 over TLS, prior knowledge over `http://`).
+    pub http2: bool,
+}
+
+impl Upstream {
+    pub fn port(&self) -> u16 {
+        let default = if self.tls.is_some() { 443 } else { 80 };
+        self.authority.port_u16().unwrap_or(default)
+    }
+}
+
+/// How scopegate checks an upstream's certificate and which one it shows (SPEC §5.1).
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `None`: the system's root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Certificate and key files of scopegate's client certificate (upstream mTLS).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// SNI and the name the certificate must carry: `server_name`, else the URL's host.
+    pub server_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -274,10 +343,10 @@ impl Config {
             .iter()
             .filter(|(n, _)| n.as_str() == "default")
             .chain(named.iter().filter(|(n, _)| n.as_str() != "default"));
-        for (name, url) in ordered {
-            match parse_upstream(name, &url.value) {
+        for (name, up) in ordered {
+            match parse_upstream(file, name, &up.value) {
                 Ok(u) => upstreams.push(u),
-                Err(m) => err(url.referenced.line(), format!("upstreams.{name}: {m}")),
+                Err(m) => err(up.referenced.line(), format!("upstreams.{name}: {m}")),
             }
         }
         let mut environments = BTreeMap::new();
@@ -375,19 +444,20 @@ impl Config {
     }
 }
 
-fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
+fn parse_upstream(file: &Path, name: &str, raw: &RawUpstream) -> Result<Upstream, String> {
+    let (url, long) = match raw {
+        RawUpstream::Short(url) => (url.as_str(), None),
+        RawUpstream::Long(l) => (l.url.as_str(), Some(l)),
+    };
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(s) => {
-            return Err(format!(
-                "scheme {s:?} is not supported (plain http upstreams only)"
-            ));
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        Some(s) => return Err(format!("scheme {s:?} is not supported (http or https)")),
         None => return Err(format!("{url:?} has no scheme")),
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| format!("{url:?} has no host"))?
@@ -396,12 +466,58 @@ fn parse_upstream(name: &str, url: &str) -> Result<Upstream, String> {
         return Err("an upstream URL cannot carry a query string".into());
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
+    let tls = match long {
+        Some(l) if !https => {
+            let tls_fields = [
+                ("ca_file", l.ca_file.is_some()),
+                ("client_cert_file", l.client_cert_file.is_some()),
+                ("client_key_file", l.client_key_file.is_some()),
+                ("server_name", l.server_name.is_some()),
+            ];
+            if let Some((field, _)) = tls_fields.iter().find(|(_, set)| *set) {
+                return Err(format!("{field} needs an https:// url"));
+            }
+            None
+        }
+        _ if !https => None,
+        _ => {
+            let host = authority.host();
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let server_name = long
+                .and_then(|l| l.server_name.clone())
+                .unwrap_or_else(|| host.to_string());
+            if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+                return Err(format!(
+                    "server_name {server_name:?} is not a DNS name or IP address"
+                ));
+            }
+            let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| yaml::resolve(file, p));
+            let client_cert =
+                match long.map(|l| (resolve(&l.client_cert_file), resolve(&l.client_key_file))) {
+                    Some((Some(c), Some(k))) => Some((c, k)),
+                    Some((Some(_), None)) | Some((None, Some(_))) => {
+                        return Err("client_cert_file and client_key_file go together".into());
+                    }
+                    _ => None,
+                };
+            Some(UpstreamTls {
+                ca_file: long.and_then(|l| resolve(&l.ca_file)),
+                client_cert,
+                server_name,
+            })
+        }
+    };
     Ok(Upstream {
         name: name.to_string(),
         host: http::HeaderValue::from_str(authority.as_str())
             .map_err(|_| format!("{url:?}: the host is not a valid Host header"))?,
         authority,
         base_path,
+        tls,
+        http2: long.is_some_and(|l| l.http2),
     })
 }
 
@@ -426,6 +542,7 @@ mod tests {
         assert_eq!(c.environments["test"], 1);
         assert_eq!(c.limits.upstream_timeout, Duration::from_millis(250));
         assert_eq!(c.limits.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.limits.websocket_idle_timeout, Duration::from_secs(3600));
         assert_eq!(c.policy_file, Path::new("/etc/scopegate/p.yaml"));
         assert_eq!(c.unmatched, Unmatched::Deny);
     }
@@ -544,7 +661,55 @@ mod tests {
     }
 
     #[test]
-    fn https_upstream_is_refused() {
-        assert!(load_str("policy_file: p\nupstreams: { default: https://a:1 }\n").is_err());
+    fn long_form_upstreams_parse_beside_short_ones() {
+        let c = load_str(
+            "policy_file: p\nupstreams:\n  default: https://api.example\n  legacy:\n    url: https://10.0.0.9:8443/base\n    ca_file: certs/ca.crt\n    client_cert_file: certs/sg.crt\n    client_key_file: /abs/sg.key\n    server_name: legacy.internal\n    http2: true\n  grpc: { url: http://127.0.0.1:50051, http2: true }\n",
+        )
+        .unwrap();
+        let [default, grpc, legacy] = &c.upstreams[..] else {
+            panic!("{:?}", c.upstreams)
+        };
+        let t = default.tls.as_ref().unwrap();
+        assert_eq!(
+            (t.server_name.as_str(), default.port()),
+            ("api.example", 443)
+        );
+        assert!(t.ca_file.is_none() && t.client_cert.is_none() && !default.http2);
+        assert!(grpc.tls.is_none() && grpc.http2 && grpc.port() == 50051);
+        let t = legacy.tls.as_ref().unwrap();
+        assert_eq!(t.server_name, "legacy.internal");
+        assert_eq!(
+            t.ca_file.as_deref(),
+            Some(Path::new("/etc/scopegate/certs/ca.crt"))
+        );
+        assert_eq!(
+            t.client_cert,
+            Some(("/etc/scopegate/certs/sg.crt".into(), "/abs/sg.key".into()))
+        );
+        assert_eq!((legacy.base_path.as_str(), legacy.http2), ("/base", true));
+    }
+
+    #[test]
+    fn invalid_long_form_upstreams_are_refused_at_their_line() {
+        let e = load_str(
+            "policy_file: p\nupstreams:\n  default:\n    url: http://a:1\n    ca_file: ca.crt\n  b:\n    url: https://b\n    client_cert_file: c.crt\n  c:\n    url: https://c\n    server_name: 'not a name'\n  d: ftp://d\n",
+        )
+        .unwrap_err();
+        let lines: Vec<u64> = e.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 7, 10, 12], "{e}");
+        let text = e.to_string();
+        for m in [
+            "upstreams.default: ca_file needs an https:// url",
+            "upstreams.b: client_cert_file and client_key_file go together",
+            "upstreams.c: server_name \"not a name\"",
+            "upstreams.d: scheme \"ftp\" is not supported",
+        ] {
+            assert!(text.contains(m), "{m}: {text}");
+        }
+        let e = load_str(
+            "policy_file: p\nupstreams:\n  default:\n    url: http://a:1\n    htp2: true\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("htp2"), "{e}");
     }
 }

@@ -72,6 +72,10 @@ pub enum Error {
     /// `upstream_connect_timeout`): the same answer as `UpstreamUnavailable`, counted apart.
     #[error("upstream connect failed: {0}")]
     UpstreamConnect(String),
+    /// The TLS session to the upstream failed: its certificate did not verify (unknown CA,
+    /// wrong name, expired), or it refused ours. Never a fallback to no verification.
+    #[error("upstream TLS failed: {0}")]
+    UpstreamTls(String),
     #[error("response encryption failed: {0}")]
     EncryptionFailed(String),
     #[error("not ready")]
@@ -159,6 +163,7 @@ impl Error {
             RateLimited { .. } => Meta::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests", Source::Client, None),
             UpstreamUnavailable(_) => Meta::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream service is unavailable", Source::Upstream, Some("protocol")),
             UpstreamConnect(_) => Meta::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream service is unavailable", Source::Upstream, Some("connect")),
+            UpstreamTls(_) => Meta::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream service is unavailable", Source::Upstream, Some("tls")),
             EncryptionFailed(_) => Meta::new(StatusCode::BAD_GATEWAY, "encryption_failed", "the response could not be encrypted", Source::Internal, None),
             NotReady => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the proxy is not ready", Source::Internal, None),
             ReplayStoreUnavailable(_) => Meta::new(StatusCode::SERVICE_UNAVAILABLE, "replay_store_unavailable", "the replay store is unavailable", Source::Internal, None),

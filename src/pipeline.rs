@@ -15,7 +15,8 @@
 //! | the decision: route, credential, verification, rate limit, authorization | `decide` (`policy::routes`, `auth`, `authorize`) | 404 `no_route`, 400/401/403/429/503 with the spec's code |
 //! | payload decryption | `payload` | 400 `encryption_required`, `invalid_encrypted_payload`, 413 |
 //! | the upstream assertion (SPEC §3.7) | `issuer::assertion` | 503 `keys_unavailable` (never unsigned) |
-//! | forwarding | `proxy::forward` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
+//! | WebSocket handshake (after the decision) | `proxy::websocket` | 400 `malformed_request` (other upgrades), `encryption_required` |
+//! | forwarding (a WebSocket: then the tunnel) | `proxy::forward`, `proxy::websocket` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
 //! The decision is `decide`'s, shared with every other front door; this file adds what
@@ -26,9 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 
 use crate::authorize::Permitted;
 use crate::busy_poll::BusyPoll;
@@ -46,6 +48,7 @@ use crate::proxy::forward::Forwarder;
 use crate::proxy::framing;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::listener::{Conn, Handler};
+use crate::proxy::websocket::{self, Handshake};
 use crate::wire::{Body, IdentityNames, full};
 
 /// Where clients fetch the proxy's public JWE keys (SPEC §4) and the issuer's signing keys (§3.7).
@@ -124,6 +127,15 @@ async fn process<'s>(
         state.config.limits.max_header_bytes,
     )?;
     let (mut parts, body) = req.into_parts();
+    // scopegate speaks its own HTTP version to the client (RFC 9110 §6.2), whatever the
+    // upstream's: an HTTP/1.0 upstream's answer must not end a keep-alive connection.
+    let client_version = parts.version;
+    // A WebSocket handshake is decided like any request (an HTTP/2 one as the GET it
+    // stands for); any other protocol switch is refused here, before anything else.
+    let websocket = websocket::asked(&parts)?;
+    if websocket == Some(Handshake::ExtendedConnect) {
+        parts.method = Method::GET;
+    }
     let normalized = decide::normalize(parts.uri.path())?;
     t.path = normalized.to_string();
     if parts.method == Method::GET && normalized.as_str() == JWKS_PATH {
@@ -158,6 +170,10 @@ async fn process<'s>(
     state.metrics.auth_duration.observe(t.auth.as_secs_f64());
 
     let seal = payload::plan(&permit, &parts.method, &parts.headers);
+    if websocket.is_some() && seal.is_some() {
+        // Frames would pass in plaintext for an app that asked for encrypted payloads.
+        return Err(Error::EncryptionRequired);
+    }
     if let Some(plan) = &seal {
         let (decrypted, content_type) = payload::open_request(
             plan,
@@ -185,7 +201,13 @@ async fn process<'s>(
         }),
         keep_credentials: permit.keeps_credentials(),
     };
+    let trailers = up.http2 && headers::accepts_trailers(&parts.headers);
     headers::prepare_request(&mut parts.headers, &state.names, &forwarding);
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     permit.write_identity(&state.names, &mut parts.headers);
     if let Some(a) = &snap.policy.upstream_assertion {
         parts.headers.remove(&a.header);
@@ -206,9 +228,14 @@ async fn process<'s>(
         (base, Some(q)) => format!("{base}{}?{q}", normalized.as_str()),
     };
     let upstream_name = up.name.as_str();
+    let route = permit.route().map_or("-", |r| r.id.as_str());
+    let client_upgrade = websocket.and_then(|_| parts.extensions.remove::<OnUpgrade>());
+    if let Some(how) = websocket {
+        websocket::upstream_request(&mut parts.headers, &mut parts.method, how);
+    }
     let permitted = permit.bind(Request::from_parts(parts, body));
     state.polled_io();
-    let sent = forward(state, permitted, path_and_query).await;
+    let sent = forward(state, permitted, path_and_query, websocket.is_some()).await;
     // The window runs from the last I/O, so it also covers the client's next request.
     state.polled_io();
     let (resp, took) = match sent {
@@ -232,7 +259,21 @@ async fn process<'s>(
     t.upstream = Some((resp.status().as_u16(), took));
 
     let (mut parts, body) = resp.into_parts();
+    parts.version = client_version;
+    // Read before the hygiene removes `Upgrade` as hop-by-hop.
+    let to_websocket = websocket.is_some() && websocket::switched(&parts.headers);
     headers::prepare_response(&mut parts.headers, request_id);
+    if let Some(how) = websocket {
+        if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+            if !to_websocket {
+                return Err(Error::UpstreamUnavailable(
+                    "101 to a protocol other than websocket".into(),
+                ));
+            }
+            return tunnel(state, conn, how, client_upgrade, parts, route);
+        }
+        // Not switched (refused, redirected): the upstream's answer goes back as it is.
+    }
     let body = match &seal {
         Some(plan) => {
             payload::seal_response(
@@ -249,15 +290,23 @@ async fn process<'s>(
     Ok(Response::from_parts(parts, body))
 }
 
-/// The one way to the upstream: a permitted request. It hands back the forwarder's own
-/// future rather than awaiting it in one of its own (a second copy of ~1.6 KiB of state).
+/// The one way to the upstream: a permitted request (a WebSocket handshake on a
+/// connection of its own). It hands back the forwarder's own future rather than awaiting it
+/// in one of its own (a second copy of its state).
 fn forward<'a>(
     state: &'a State,
     permitted: Permitted<'_, Request<Body>>,
     path_and_query: String,
+    websocket: bool,
 ) -> impl Future<Output = Result<(Response<Incoming>, Duration), Error>> + 'a {
+    use futures_util::future::Either as OneOf;
     let (permit, req) = permitted.into_parts();
-    state.forwarder.send(permit.upstream(), path_and_query, req)
+    let f = &state.forwarder;
+    if websocket {
+        OneOf::Left(f.upgrade(permit.upstream(), path_and_query, req))
+    } else {
+        OneOf::Right(f.send(permit.upstream(), path_and_query, req))
+    }
 }
 
 /// The token endpoint's exchange (`issuer::endpoint`), counted, and its answer.
@@ -298,6 +347,35 @@ async fn exchange(
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(r)
+}
+
+/// The upstream switched to a WebSocket: the client gets its handshake answer, and both
+/// connections, once upgraded, become a tunnel (SPEC §5.1) that the drain waits for.
+fn tunnel(
+    state: &State,
+    conn: Conn,
+    how: Handshake,
+    client: Option<OnUpgrade>,
+    mut parts: http::response::Parts,
+    route: &str,
+) -> Result<Response<Body>, Error> {
+    let (Some(client), Some(upstream)) = (client, parts.extensions.remove::<OnUpgrade>()) else {
+        return Err(Error::UpstreamUnavailable(
+            "a connection that cannot switch".into(),
+        ));
+    };
+    websocket::client_response(&mut parts.headers, how);
+    if how == Handshake::ExtendedConnect {
+        parts.status = StatusCode::OK;
+    }
+    state.metrics.websockets.with_label_values(&[route]).inc();
+    let idle = state.config.limits.websocket_idle_timeout;
+    let open = state.metrics.websockets_open.clone();
+    tokio::spawn(async move {
+        let ended = websocket::tunnel(client, upstream, idle, conn.drain, open).await;
+        tracing::debug!(?ended, "WebSocket closed");
+    });
+    Ok(Response::from_parts(parts, full(bytes::Bytes::new())))
 }
 
 fn jwks(snap: &Snapshot) -> Response<Body> {

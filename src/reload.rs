@@ -26,7 +26,7 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 pub enum Trigger {
     /// A policy file changed.
     FileChange,
-    /// The TLS certificate or key file changed.
+    /// A TLS certificate or key file changed (the listener's, or an upstream client's).
     Certificate,
     /// SIGHUP: both.
     Signal,
@@ -36,7 +36,7 @@ pub enum Trigger {
 /// With `watch_files: false` only explicit triggers (SIGHUP) reload.
 pub fn spawn(
     policies: Arc<Policies>,
-    certificate: Option<Arc<Certificate>>,
+    certificates: Vec<Arc<Certificate>>,
     metrics: Arc<Metrics>,
     watch_files: bool,
 ) -> notify::Result<mpsc::UnboundedSender<Trigger>> {
@@ -44,7 +44,7 @@ pub fn spawn(
     let fs_tx = tx.clone();
     let relevant = Arc::new(RwLock::new(HashSet::new()));
     let names = relevant.clone();
-    let tls_files: Vec<&Path> = certificate.iter().flat_map(|c| c.files()).collect();
+    let tls_files: Vec<&Path> = certificates.iter().flat_map(|c| c.files()).collect();
     let tls_names: HashSet<OsString> = tls_files
         .iter()
         .filter_map(|f| f.file_name().map(OsString::from))
@@ -90,8 +90,10 @@ pub fn spawn(
                     rewatch(w, &mut watched, &relevant, &policies, &tls_dirs);
                 }
             }
-            if let (true, Some(c)) = (cert, &certificate) {
-                reload_certificate(c, &metrics, trigger).await;
+            if cert {
+                for c in &certificates {
+                    reload_certificate(c, &metrics, trigger).await;
+                }
             }
         }
     });
@@ -132,7 +134,7 @@ async fn reload_certificate(certificate: &Arc<Certificate>, metrics: &Metrics, t
     let c = certificate.clone();
     let result = match tokio::task::spawn_blocking(move || c.reload()).await {
         Ok(Ok(tls::Reloaded::Swapped)) => {
-            tracing::info!(?trigger, "TLS certificate reloaded");
+            tracing::info!(?trigger, file = %certificate.files()[0].display(), "TLS certificate reloaded");
             "success"
         }
         Ok(Ok(tls::Reloaded::Unchanged)) => "unchanged",

@@ -133,9 +133,12 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         let workers = tokio::runtime::Handle::current().metrics().num_workers();
         BusyPoll::start(config.limits.busy_poll, workers)
     });
+    let forwarder = Forwarder::new(&config)?;
+    let mut certificates: Vec<_> = certificate.into_iter().collect();
+    certificates.extend(forwarder.certificates());
     let state = Arc::new(State {
         names: IdentityNames::new(&config.identity_header_prefix).map_err(|e| e.to_string())?,
-        forwarder: Forwarder::new(&config),
+        forwarder,
         decider: Decider {
             verifier: Verifier {
                 cache: TokenCache::new(100_000),
@@ -162,7 +165,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
 
     let reload = reload::spawn(
         policies.clone(),
-        certificate,
+        certificates,
         metrics.clone(),
         options.watch,
     )

@@ -6,12 +6,20 @@ use std::process::ExitCode;
 
 use scopegate::config::Config;
 use scopegate::policy::compile::{self, Context};
+use scopegate::proxy::forward::Forwarder;
 use scopegate::server;
 
 pub(super) fn check(config: Option<&Path>, policy: Option<&Path>) -> ExitCode {
     let (policy_file, ctx) = match (config, policy) {
         (Some(c), _) => match Config::load(c) {
-            Ok(cfg) => (cfg.policy_file.clone(), server::context(&cfg)),
+            // The upstreams' CA and client-certificate files are read as at start.
+            Ok(cfg) => match Forwarder::new(&cfg) {
+                Ok(_) => (cfg.policy_file.clone(), server::context(&cfg)),
+                Err(e) => {
+                    eprintln!("{}: {e}", c.display());
+                    return ExitCode::from(1);
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::from(1);

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub token_cache_hits: IntCounter,
     pub token_cache_misses: IntCounter,
     pub upstream_errors: IntCounterVec,
+    /// WebSocket tunnels open now, and opened per route (SPEC §5.1).
+    pub websockets_open: IntGauge,
+    pub websockets: IntCounterVec,
     pub shadow_denials: IntCounterVec,
     pub authz_decisions: IntCounterVec,
     pub access_log_dropped: IntCounter,
@@ -151,6 +154,19 @@ impl Metrics {
                 &["kind"],
             )
             .expect("valid metric"),
+            websockets_open: IntGauge::new(
+                "scopegate_websockets_open",
+                "WebSocket tunnels open",
+            )
+            .expect("valid metric"),
+            websockets: IntCounterVec::new(
+                Opts::new(
+                    "scopegate_websockets_total",
+                    "WebSocket tunnels opened, by route",
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             shadow_denials: IntCounterVec::new(
                 Opts::new(
                     "scopegate_shadow_denials_total",
@@ -214,6 +230,8 @@ impl Metrics {
             Box::new(m.token_cache_hits.clone()),
             Box::new(m.token_cache_misses.clone()),
             Box::new(m.upstream_errors.clone()),
+            Box::new(m.websockets_open.clone()),
+            Box::new(m.websockets.clone()),
             Box::new(m.shadow_denials.clone()),
             Box::new(m.authz_decisions.clone()),
             Box::new(m.access_log_dropped.clone()),
@@ -231,7 +249,7 @@ impl Metrics {
         for r in ["success", "failure", "unchanged"] {
             m.reloads.with_label_values(&[r]);
         }
-        for kind in ["connect", "timeout", "protocol"] {
+        for kind in ["connect", "timeout", "protocol", "tls"] {
             m.upstream_errors.with_label_values(&[kind]);
         }
         m

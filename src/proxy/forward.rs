@@ -1,6 +1,7 @@
-//! The upstream client: HTTP/1.1 keep-alive connections, pooled per upstream, with connect
-//! and response-header timeouts mapped to 502 and 504. The pipeline hands it only what a
-//! `Permit` let through.
+//! The upstream client: HTTP/1.1 keep-alive connections pooled per upstream, or one
+//! multiplexed HTTP/2 connection (`http2: true`), over TCP or verified TLS (`upstream_tls`),
+//! with connect and response-header timeouts mapped to 502 and 504. The pipeline hands it
+//! only what a `Permit` let through.
 //!
 //! The pool is a short list of idle `SendRequest`s under a lock, taken most recent first.
 //! A connection goes back on the list as soon as its response head arrives; it is handed out
@@ -8,17 +9,20 @@
 //! end. hyper-util's pooled client does the same but spawns a task per request to wait for
 //! that moment and hashes the origin twice per request; this costs a scan of a few flags.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::tls::Certificate;
+use super::upstream_tls;
 use crate::config::{Config, Upstream};
 use crate::error::Error;
 use crate::wire::Body;
@@ -30,23 +34,62 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub struct Forwarder {
     upstreams: Vec<Upstream>,
-    pools: Vec<Pool>,
+    legs: Vec<Leg>,
     timeout: Duration,
     connect_timeout: Duration,
 }
 
+/// The connections to one upstream.
+struct Leg {
+    /// `https://` upstreams.
+    tls: Option<upstream_tls::Client>,
+    /// HTTP/1.1 upstreams.
+    pool: Pool,
+    /// HTTP/2 upstreams: the one connection every request shares, and when it was last
+    /// used. The lock is held while a replacement connects, so there is never more than one.
+    h2: tokio::sync::Mutex<Option<(http2::SendRequest<Body>, Instant)>>,
+}
+
 impl Forwarder {
-    pub fn new(config: &Config) -> Forwarder {
-        Forwarder {
+    /// Reads the upstreams' CA and client-certificate files: a file that does not load
+    /// stops the start (and fails `check`), never a request.
+    pub fn new(config: &Config) -> Result<Forwarder, String> {
+        let legs = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let tls = match &u.tls {
+                    Some(t) => Some(
+                        upstream_tls::Client::new(t, u.http2)
+                            .map_err(|e| format!("upstreams.{}: {e}", u.name))?,
+                    ),
+                    None => None,
+                };
+                Ok(Leg {
+                    tls,
+                    pool: Pool::default(),
+                    h2: tokio::sync::Mutex::new(None),
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Forwarder {
             upstreams: config.upstreams.clone(),
-            pools: config.upstreams.iter().map(|_| Pool::default()).collect(),
+            legs,
             timeout: config.limits.upstream_timeout,
             connect_timeout: config.limits.upstream_connect_timeout,
-        }
+        })
     }
 
     pub fn upstream(&self, i: usize) -> &Upstream {
         &self.upstreams[i]
+    }
+
+    /// scopegate's client certificates to upstreams, for the reload watcher.
+    pub fn certificates(&self) -> Vec<Arc<Certificate>> {
+        self.legs
+            .iter()
+            .filter_map(|l| l.tls.as_ref()?.certificate.clone())
+            .collect()
     }
 
     /// Sends the request to upstream `i` at `path_and_query` (already normalized, the
@@ -61,14 +104,105 @@ impl Forwarder {
         // Origin form: the request line carries the path; `Host` is set by `headers`.
         let path = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
             .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
-        *req.uri_mut() = Uri::from(path);
-        *req.version_mut() = Version::HTTP_11;
+        let up = &self.upstreams[i];
         let started = Instant::now();
-        match tokio::time::timeout(self.timeout, self.round_trip(i, req, started)).await {
+        if up.http2 {
+            // HTTP/2 names the target in `:scheme` and `:authority`, not `Host`.
+            let scheme = if up.tls.is_some() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            };
+            *req.uri_mut() = Uri::builder()
+                .scheme(scheme)
+                .authority(up.authority.clone())
+                .path_and_query(path)
+                .build()
+                .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut().remove(header::HOST);
+        } else {
+            *req.uri_mut() = Uri::from(path);
+            *req.version_mut() = Version::HTTP_11;
+        }
+        let answer = async {
+            if up.http2 {
+                self.round_trip_h2(i, req, started).await
+            } else {
+                self.round_trip(i, req, started).await
+            }
+        };
+        match tokio::time::timeout(self.timeout, answer).await {
             Err(_) => Err(Error::UpstreamTimeout),
             Ok(Err(e)) => Err(e),
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
         }
+    }
+
+    /// A WebSocket handshake (already in its HTTP/1.1 form) to upstream `i`, on a connection
+    /// of its own that becomes the tunnel if the upstream switches protocols (101).
+    pub async fn upgrade(
+        &self,
+        i: usize,
+        path_and_query: String,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Duration), Error> {
+        if self.upstreams[i].http2 {
+            return Err(Error::UpstreamUnavailable(
+                "a WebSocket needs an HTTP/1.1 upstream (http2: false)".into(),
+            ));
+        }
+        let path = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+            .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
+        *req.uri_mut() = Uri::from(path);
+        *req.version_mut() = Version::HTTP_11;
+        let started = Instant::now();
+        let exchange = async {
+            let Sender::H1(mut conn) = self.open(i, true).await? else {
+                unreachable!("an http/1.1 upstream connects with http/1.1");
+            };
+            conn.send_request(req).await.map_err(|e| send_error(&e))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(Error::UpstreamTimeout),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+        }
+    }
+
+    /// One request on the upstream's HTTP/2 connection, opened if there is none, it closed
+    /// (GOAWAY, reset) or it idled past `IDLE_TIMEOUT`.
+    async fn round_trip_h2(
+        &self,
+        i: usize,
+        req: Request<Body>,
+        now: Instant,
+    ) -> Result<Response<Incoming>, Error> {
+        let mut sender = {
+            let mut slot = self.legs[i].h2.lock().await;
+            match slot.as_mut() {
+                Some((conn, since))
+                    if !conn.is_closed()
+                        && now.saturating_duration_since(*since) <= IDLE_TIMEOUT =>
+                {
+                    *since = now;
+                    conn.clone()
+                }
+                _ => {
+                    let conn = match self.connect(i).await? {
+                        Sender::H2(c) => c,
+                        Sender::H1(_) => unreachable!("an http2 upstream connects with h2"),
+                    };
+                    *slot = Some((conn.clone(), now));
+                    conn
+                }
+            }
+        };
+        // Waits while the upstream's concurrent-stream limit is reached.
+        sender.ready().await.map_err(|e| send_error(&e))?;
+        let resp = sender.send_request(req).await.map_err(|e| send_error(&e))?;
+        check_answer(&resp)?;
+        Ok(resp)
     }
 
     async fn round_trip(
@@ -77,7 +211,7 @@ impl Forwarder {
         mut req: Request<Body>,
         now: Instant,
     ) -> Result<Response<Incoming>, Error> {
-        let pool = &self.pools[i];
+        let pool = &self.legs[i].pool;
         let (conn, resp) = 'sent: {
             if let Some(mut conn) = pool.checkout(now) {
                 match conn.try_send_request(req).await {
@@ -90,7 +224,10 @@ impl Forwarder {
                     },
                 }
             }
-            let mut conn = self.connect(&self.upstreams[i]).await?;
+            let mut conn = match self.connect(i).await? {
+                Sender::H1(c) => c,
+                Sender::H2(_) => unreachable!("an http/1.1 upstream connects with http/1.1"),
+            };
             let resp = conn.send_request(req).await.map_err(|e| send_error(&e))?;
             (conn, resp)
         };
@@ -100,22 +237,47 @@ impl Forwarder {
         Ok(resp)
     }
 
-    async fn connect(&self, up: &Upstream) -> Result<http1::SendRequest<Body>, Error> {
+    /// A new connection to upstream `i`: TCP, then TLS for `https://` (both within
+    /// `upstream_connect_timeout`), then the HTTP handshake the upstream is configured for.
+    async fn connect(&self, i: usize) -> Result<Sender, Error> {
+        self.open(i, false).await
+    }
+
+    /// `connect`; with `upgrades`, an HTTP/1.1 connection that can be taken over after a 101.
+    async fn open(&self, i: usize, upgrades: bool) -> Result<Sender, Error> {
+        let up = &self.upstreams[i];
         let host = up.authority.host();
         // `[::1]` in a URL is `::1` to the resolver.
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let port = up.authority.port_u16().unwrap_or(80);
-        let stream = match tokio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect((host, port)),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::UpstreamConnect(e.to_string())),
+        let tcp = async {
+            let stream = TcpStream::connect((host, up.port()))
+                .await
+                .map_err(|e| Error::UpstreamConnect(e.to_string()))?;
+            let _ = stream.set_nodelay(true);
+            let Some(tls) = &self.legs[i].tls else {
+                return Ok(Stream::Plain(stream));
+            };
+            let stream = tls
+                .connector
+                .connect(tls.server_name.clone(), stream)
+                .await
+                .map_err(|e| {
+                    let reason = upstream_tls::is_tls_failure(&e).unwrap_or_else(|| e.to_string());
+                    tracing::warn!(upstream = %up.name, %reason, "upstream TLS handshake failed");
+                    Error::UpstreamTls(reason)
+                })?;
+            if up.http2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(Error::UpstreamTls(
+                    "the upstream did not agree to h2 by ALPN".into(),
+                ));
+            }
+            Ok(Stream::Tls(Box::new(stream)))
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, tcp).await {
+            Ok(s) => s?,
             Err(_) => {
                 return Err(Error::UpstreamConnect(format!(
                     "no connection within {:?}",
@@ -123,16 +285,65 @@ impl Forwarder {
                 )));
             }
         };
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        match stream {
+            Stream::Plain(s) => handshake(s, up.http2, upgrades).await,
+            Stream::Tls(s) => handshake(*s, up.http2, upgrades).await,
+        }
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// A connection's request side.
+enum Sender {
+    H1(http1::SendRequest<Body>),
+    H2(http2::SendRequest<Body>),
+}
+
+async fn handshake<I>(io: I, http2: bool, upgrades: bool) -> Result<Sender, Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    if http2 {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            // Finds a dead connection while it idles, before a request does.
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(io)
             .await
-            .map_err(|e| Error::UpstreamConnect(e.to_string()))?;
+            .map_err(|e| handshake_error(&e))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+                tracing::debug!(error = %e, "upstream h2 connection ended with an error");
             }
         });
-        Ok(sender)
+        return Ok(Sender::H2(sender));
+    }
+    let (sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|e| handshake_error(&e))?;
+    tokio::spawn(async move {
+        let ended = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(Sender::H1(sender))
+}
+
+fn handshake_error(e: &hyper::Error) -> Error {
+    match upstream_tls::is_tls_failure(e) {
+        Some(reason) => Error::UpstreamTls(reason),
+        None => Error::UpstreamConnect(e.to_string()),
     }
 }
 
@@ -140,6 +351,10 @@ impl Forwarder {
 /// a body cut short) surfaces here, as hyper's "user body" error wrapping the inbound
 /// body's error: that is the client's fault, not the upstream's.
 fn send_error(e: &hyper::Error) -> Error {
+    if let Some(reason) = upstream_tls::is_tls_failure(e) {
+        tracing::warn!(%reason, "upstream TLS failed");
+        return Error::UpstreamTls(reason);
+    }
     let client_body =
         e.is_user() && std::error::Error::source(e).is_some_and(|cause| cause.is::<hyper::Error>());
     if client_body {

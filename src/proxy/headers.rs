@@ -160,6 +160,24 @@ pub fn prepare_request(headers: &mut HeaderMap, names: &IdentityNames, f: &Forwa
     headers.insert(X_REQUEST_ID, f.request_id.clone());
 }
 
+/// Whether the client said it takes trailers (`TE: trailers`). `TE` is hop-by-hop, so it
+/// is removed like the others; to an HTTP/2 upstream scopegate then says it itself, since
+/// it passes trailers on (gRPC servers answer only clients that do).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
+}
+
 /// Removes the upstream's hop-by-hop headers and adds the request id.
 pub fn prepare_response(headers: &mut HeaderMap, request_id: &HeaderValue) {
     strip_hop_by_hop(headers);
@@ -201,6 +219,16 @@ mod tests {
             appended(&h, &FORWARDED, &v6.node).unwrap(),
             "for=1.1.1.1, for=2.2.2.2, for=\"[2001:db8::1]\""
         );
+    }
+
+    #[test]
+    fn te_trailers_is_found_among_codings_in_any_case() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5, Trailers"));
+        assert!(accepts_trailers(&h));
+        h.insert(header::TE, HeaderValue::from_static("trailersx, gzip"));
+        assert!(!accepts_trailers(&h));
     }
 
     #[test]

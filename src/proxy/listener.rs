@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -37,6 +38,8 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_buf_size((limits.max_header_bytes * 2).max(16 * 1024));
     b.http2()
         .timer(TokioTimer::new())
+        // RFC 8441: WebSockets from HTTP/2 clients (extended CONNECT).
+        .enable_connect_protocol()
         .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
@@ -51,6 +54,47 @@ pub struct Conn {
     /// The connection sent a header block with both Content-Length and Transfer-Encoding
     /// (which the HTTP parser resolves silently; see `proxy::framing`).
     pub ambiguous_framing: bool,
+    /// The end of the drain, for what outlives its request (a WebSocket tunnel).
+    pub drain: Drain,
+}
+
+/// The listener's drain as something that outlives a request sees it: holding one keeps
+/// the drain waiting (up to `drain_timeout`), and `ended` says when the drain gave up.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    phase: watch::Receiver<Phase>,
+    /// Tunnels open on this connection: when the drain is cut, an HTTP/2 connection is
+    /// driven on until they have said goodbye (their streams live in it).
+    tunnels: Arc<AtomicUsize>,
+}
+
+impl Drain {
+    /// Resolves when the drain timeout passed (or the listener is gone).
+    pub async fn ended(&mut self) {
+        let _ = self.phase.wait_for(|p| *p == Phase::Cut).await;
+    }
+
+    /// Counts a tunnel on this connection while the guard lives.
+    pub fn tunnel(&self) -> TunnelGuard {
+        self.tunnels.fetch_add(1, Ordering::SeqCst);
+        TunnelGuard(self.tunnels.clone())
+    }
+}
+
+pub struct TunnelGuard(Arc<AtomicUsize>);
+
+impl Drop for TunnelGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolves once no tunnel is open on the connection (polled: it is waited for only at
+/// the end of a drain, for at most a second).
+async fn tunnels_closed(tunnels: &AtomicUsize) {
+    while tunnels.load(Ordering::SeqCst) > 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// What answers the requests of a listener's connections (the proxy's pipeline).
@@ -140,6 +184,11 @@ async fn connection<H: Handler>(
     let https = tls.is_some();
     let client = Peer::new(peer);
     let tracker = activity.clone();
+    let tunnels = Arc::new(AtomicUsize::new(0));
+    let held = Drain {
+        phase: drain.clone(),
+        tunnels: tunnels.clone(),
+    };
     let service = service_fn(move |req: Request<Incoming>| {
         let busy = tracker.begin();
         let handler = handler.clone();
@@ -147,6 +196,7 @@ async fn connection<H: Handler>(
             peer: client.clone(),
             https,
             ambiguous_framing: ambiguous.is_set(),
+            drain: held.clone(),
         };
         async move {
             let response = handler.handle(conn, req).await;
@@ -181,9 +231,19 @@ async fn connection<H: Handler>(
             }
         }
     };
+    tokio::pin!(serve);
     let result = tokio::select! {
-        result = serve => result,
-        _ = cut.wait_for(|p| *p == Phase::Cut) => Ok(()),
+        result = &mut serve => result,
+        () = async { let _ = cut.wait_for(|p| *p == Phase::Cut).await; } => {
+            let goodbyes = async {
+                tokio::select! {
+                    _ = &mut serve => {}
+                    () = tunnels_closed(&tunnels) => {}
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), goodbyes).await;
+            Ok(())
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -9,3 +9,5 @@ pub mod idle;
 pub mod listener;
 pub mod tap;
 pub mod tls;
+pub mod upstream_tls;
+pub mod websocket;

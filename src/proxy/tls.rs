@@ -1,6 +1,7 @@
 //! TLS on the public listener: rustls with aws-lc-rs, HTTP/2 and HTTP/1.1 by ALPN, optional
 //! client certificates (mTLS), and a server certificate that is replaced when its files
-//! change (cert-manager rotation, SPEC §1.1) without dropping a connection.
+//! change (cert-manager rotation, SPEC §1.1) without dropping a connection. The same
+//! reloading `Certificate` is scopegate's client certificate to upstreams (`upstream_tls`).
 //!
 //! The rustls config never changes; its certificate resolver hands each new handshake the
 //! certificate in force, which a reload swaps atomically. A certificate and key that do not
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -42,11 +44,20 @@ pub enum Reloaded {
 
 impl Certificate {
     pub fn load(tls: &Tls, provider: Arc<CryptoProvider>) -> Result<Certificate, String> {
-        let files = read_pair(&tls.cert_file, &tls.key_file)?;
-        let key = certified_key(&tls.cert_file, &tls.key_file, &files, &provider)?;
+        Certificate::from_files(&tls.cert_file, &tls.key_file, provider)
+    }
+
+    /// The listener's certificate, or scopegate's client certificate to an upstream.
+    pub fn from_files(
+        cert_file: &Path,
+        key_file: &Path,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Certificate, String> {
+        let files = read_pair(cert_file, key_file)?;
+        let key = certified_key(cert_file, key_file, &files, &provider)?;
         Ok(Certificate {
-            cert_file: tls.cert_file.clone(),
-            key_file: tls.key_file.clone(),
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
             provider,
             current: ArcSwap::from_pointee(Loaded { key, files }),
         })
@@ -75,6 +86,21 @@ impl ResolvesServerCert for Certificate {
     }
 }
 
+/// The same reloading certificate, shown to an upstream that asks for one (mTLS, SPEC §5.1).
+impl ResolvesClientCert for Certificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
@@ -84,7 +110,7 @@ impl fmt::Debug for Certificate {
     }
 }
 
-fn read(file: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read(file: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))
 }
 
