@@ -112,6 +112,18 @@ fn key_new_prints_a_key_and_its_hash() {
     assert_ne!(scopegate(&["key", "new"]).1, out, "keys are random");
 }
 
+/// What SPEC describes and this version does not build says so, rather than looking like a
+/// typo.
+#[test]
+fn a_command_not_built_says_it_is_not_supported() {
+    let (code, out, err) = scopegate(&["schema", "policy"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert_eq!(
+        err.trim(),
+        "scopegate schema is not supported by this version (SPEC §2)"
+    );
+}
+
 #[test]
 fn key_new_prints_a_ready_to_paste_api_keys_entry() {
     let (code, out, _) = scopegate(&["key", "new"]);
