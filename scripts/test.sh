@@ -14,11 +14,15 @@
 # except in CI, where its release build is too slow, unless SCOPEGATE_IMAGE_TEST=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Pinned: a newer joserfc refuses some keys our attack tests build on purpose (1.8.0 will not
+# use a PEM public key as an HS256 secret), so versions change only with the tests.
+JOSERFC=1.6.5
+CRYPTOGRAPHY=48.0.0
 HELM_PYTHON_SDK=0.2.2
 KUBERNETES_VALIDATE=1.37.0
 PROMQL_PARSER=0.11.0
 
-PYTHON_PACKAGES=(joserfc cryptography "h2==4.3.0" "helm-python-sdk==$HELM_PYTHON_SDK"
+PYTHON_PACKAGES=("joserfc==$JOSERFC" "cryptography==$CRYPTOGRAPHY" "h2==4.3.0" "helm-python-sdk==$HELM_PYTHON_SDK"
   "kubernetes-validate==$KUBERNETES_VALIDATE" "promql-parser==$PROMQL_PARSER")
 VENV=.venv
 
