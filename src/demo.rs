@@ -204,8 +204,8 @@ pub fn script(
             .ok_or(format!("example policy has no app {id:?}"))
     };
     let reporting = app(REPORTING_APP)?;
-    let token = crate::auth::jwt::mint(reporting, policy.app_id_claim(), &[], 600, false, now)?;
-    let narrow = crate::auth::jwt::mint(
+    let token = crate::auth::mint::mint(reporting, policy.app_id_claim(), &[], 600, false, now)?;
+    let narrow = crate::auth::mint::mint(
         reporting,
         policy.app_id_claim(),
         &["chat-history".into()],
@@ -214,7 +214,7 @@ pub fn script(
         now,
     )?;
     let expired =
-        crate::auth::jwt::mint(reporting, policy.app_id_claim(), &[], 1, false, now - 3600)?;
+        crate::auth::mint::mint(reporting, policy.app_id_claim(), &[], 1, false, now - 3600)?;
     let base = format!("http://{addr}");
     let mut s = String::new();
     let _ = writeln!(

@@ -200,7 +200,8 @@ mod tests {
     /// A token for `app-hs` living `ttl` seconds from `NOW`, and its verdict.
     fn verified(policy: &Policy, ttl: u64, jti: bool) -> (String, Arc<Verified>) {
         let app = policy.apps.get("app-hs").expect("app");
-        let token = jwt::mint(app, policy.app_id_claim(), &[], ttl, jti, NOW).expect("minted");
+        let token = crate::auth::mint::mint(app, policy.app_id_claim(), &[], ttl, jti, NOW)
+            .expect("minted");
         let v = jwt::verify_jws(policy, &token, false).expect("verifies");
         (token, Arc::new(v))
     }

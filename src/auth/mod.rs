@@ -7,6 +7,7 @@ pub mod credential;
 pub mod jwks;
 pub mod jwt;
 pub mod key_store;
+pub mod mint;
 pub mod rate_limit;
 pub mod replay;
 pub mod verify;

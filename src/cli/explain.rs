@@ -238,7 +238,7 @@ fn placeholder(snap: &Snapshot, inner: &str) -> Result<String, String> {
                 .get(id)
                 .ok_or_else(|| format!("no app with client_id {id:?}"))?;
             let now = scopegate::decide::unix_now() as u64;
-            scopegate::auth::jwt::mint(
+            scopegate::auth::mint::mint(
                 app,
                 snap.policy.app_id_claim(),
                 &scopes,

@@ -42,7 +42,7 @@ pub(super) fn token(
         return ExitCode::from(1);
     }
     let now = scopegate::pipeline::unix_now() as u64;
-    match scopegate::auth::jwt::mint(
+    match scopegate::auth::mint::mint(
         a,
         compiled.policy.app_id_claim(),
         scopes,
