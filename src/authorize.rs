@@ -78,6 +78,7 @@ impl<'p> Permit<'p> {
     }
 
     /// Binds the request this permit lets through.
+    #[inline(always)]
     pub fn bind<T>(self, request: T) -> Permitted<'p, T> {
         Permitted {
             permit: self,
@@ -101,6 +102,7 @@ pub struct Permitted<'p, T> {
 }
 
 impl<'p, T> Permitted<'p, T> {
+    #[inline(always)]
     pub fn into_parts(self) -> (Permit<'p>, T) {
         (self.permit, self.request)
     }

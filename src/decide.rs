@@ -21,7 +21,7 @@ use prometheus::IntCounterVec;
 use crate::auth::credential::{self, Credential};
 use crate::auth::key_store::KeyStore;
 use crate::auth::rate_limit::{Decision, Limiter};
-use crate::auth::verify::Verifier;
+use crate::auth::verify::{Verdict, Verifier};
 use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
 use crate::config::Unmatched;
@@ -77,6 +77,7 @@ pub enum Outcome {
 
 impl Seen<'_> {
     /// Records a check; `detail` is only made when checks are being recorded.
+    #[inline]
     pub fn check(
         &mut self,
         check: &'static str,
@@ -93,6 +94,7 @@ impl Seen<'_> {
     }
 
     /// Records the outcome of a check that may have failed, and passes it on.
+    #[inline]
     fn checked<T>(
         &mut self,
         check: &'static str,
@@ -153,38 +155,17 @@ impl Decider {
         let route = &policy.routes[m.route];
         seen.route = Some(&route.id);
         seen.check("route", Outcome::Pass, || route.id.clone());
-        match self
-            .on_route(snap, route, &m.params, headers, body, seen)
-            .await
-        {
-            Err(e) if route.shadow && e.origin() == Source::Client => {
-                seen.shadowed = Some(e.code());
-                seen.check("shadow", Outcome::Skip, || {
-                    format!(
-                        "mode: shadow forwards what enforcement would refuse ({})",
-                        e.code()
-                    )
-                });
-                self.shadow_denials
-                    .with_label_values(&[&route.id, e.code()])
-                    .inc();
-                Ok(authorize::shadow(route, policy.scopes.len(), e))
-            }
-            decided => decided,
+        // One async body from here to the permit: an `on_route` of its own would be a
+        // second future, copied whole into this one on every request. `or_refuse!` is `?`
+        // with the shadow mode (`refused`) on the way out.
+        macro_rules! or_refuse {
+            ($result:expr) => {
+                match $result {
+                    Ok(v) => v,
+                    Err(e) => return self.refused(snap, route, e, seen),
+                }
+            };
         }
-    }
-
-    /// Credential -> principal -> rate limit -> permit, for one matched route.
-    async fn on_route<'s>(
-        &self,
-        snap: &'s Snapshot,
-        route: &'s Route,
-        params: &[&str],
-        headers: &HeaderMap,
-        body: &mut Body,
-        seen: &mut Seen<'s>,
-    ) -> Result<Permit<'s>, Error> {
-        let policy = &snap.policy;
         let catalogue = policy.scopes.len();
         let principal = if route.auth.only_none() {
             seen.check("credential", Outcome::Skip, || "auth: [none]".into());
@@ -193,21 +174,22 @@ impl Decider {
             // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
             .filter(|_| !route.auth.none || headers.contains_key(X_SIGNATURE))
         {
-            let bytes = read_limited(
+            let read = Box::pin(read_limited(
                 std::mem::replace(body, full(Bytes::new())),
                 self.max_body_bytes,
-            )
-            .await?;
+            ))
+            .await;
+            let bytes = or_refuse!(read);
             let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
             let verified = webhook::verify(w, sig, &bytes, unix_now() as i64);
-            seen.checked("verify", verified, |_| "webhook signature".into())?;
+            or_refuse!(seen.checked("verify", verified, |_| "webhook signature".into()));
             *body = full(bytes);
             Principal {
                 identity: Identity::Webhook,
                 ..Principal::anonymous(catalogue)
             }
         } else {
-            let credential = seen.checked("credential", credential::extract(headers), |c| {
+            let extracted = seen.checked("credential", credential::extract(headers), |c| {
                 match c {
                     None => "none presented",
                     Some(Credential::Jws(_)) => "a JWS",
@@ -215,32 +197,47 @@ impl Decider {
                     Some(Credential::ApiKey(_)) => "an API key",
                 }
                 .into()
-            })?;
+            });
+            let credential = or_refuse!(extracted);
             let verified = match credential {
                 None if route.auth.none => Ok(Principal::anonymous(catalogue)),
                 None => Err(Error::MissingCredentials),
-                Some(Credential::Jws(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, false, unix_now()).await
-                }
-                Some(Credential::Jwe(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, true, unix_now()).await
+                Some(c @ (Credential::Jws(token) | Credential::Jwe(token))) if route.auth.jwt => {
+                    // `finish`'s future is built (boxed) only when the verdict must wait.
+                    let (is_jwe, now) = (matches!(c, Credential::Jwe(_)), unix_now());
+                    match self.verifier.verify(snap, token, is_jwe, now) {
+                        Verdict::Ready(decided) => decided,
+                        Verdict::Wait(w) => {
+                            Box::pin(self.verifier.finish(snap, token, is_jwe, now, w)).await
+                        }
+                    }
                 }
                 Some(Credential::ApiKey(key)) if route.auth.api_key => {
-                    let store = self.key_store.as_deref();
-                    api_key::verify(snap, store, key, unix_now() as i64).await
+                    let (store, now) = (self.key_store.as_deref(), unix_now() as i64);
+                    match api_key::verify(policy, store.is_some(), key, now) {
+                        api_key::Verdict::Ready(decided) => decided,
+                        // Boxed: a key-store lookup's state stays out of every request's future.
+                        api_key::Verdict::InStore(hash) => match store {
+                            Some(store) => {
+                                Box::pin(api_key::in_store(snap, store, hash, now)).await
+                            }
+                            None => Err(Error::InvalidApiKey),
+                        },
+                    }
                 }
                 Some(_) => Err(Error::InvalidToken(
                     "credential kind not accepted on this route",
                 )),
             };
-            seen.checked("verify", verified, |p| {
+            let verified = seen.checked("verify", verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let once = match &p.identity {
                     Identity::Jwt { app } if app.single_use_jti => ", its single-use jti recorded",
                     _ => "",
                 };
                 format!("{} {id}{once}", p.kind())
-            })?
+            });
+            or_refuse!(verified)
         };
         seen.principal_kind = principal.kind();
         seen.principal_id = principal.id().cloned();
@@ -263,13 +260,42 @@ impl Decider {
                         retry_after_secs: d.retry_after_secs,
                     }),
                 });
-                seen.checked("rate_limit", allowed, |d| format!("{} left", d.remaining))?;
+                let allowed =
+                    seen.checked("rate_limit", allowed, |d| format!("{} left", d.remaining));
+                or_refuse!(allowed);
             }
         }
-        let permitted = authorize::authorize(policy, route, params, principal, &self.environments);
-        seen.checked("authorize", permitted, |_| {
+        let permitted =
+            authorize::authorize(policy, route, &m.params, principal, &self.environments);
+        let permitted = seen.checked("authorize", permitted, |_| {
             "every required scope and the resource are granted".into()
-        })
+        });
+        Ok(or_refuse!(permitted))
+    }
+
+    /// A refusal after routing: on a `mode: shadow` route, a client's refusal becomes a
+    /// permit that records it (what enforcement would have answered); otherwise it stands.
+    fn refused<'s>(
+        &self,
+        snap: &'s Snapshot,
+        route: &'s Route,
+        e: Error,
+        seen: &mut Seen<'s>,
+    ) -> Result<Permit<'s>, Error> {
+        if !route.shadow || e.origin() != Source::Client {
+            return Err(e);
+        }
+        seen.shadowed = Some(e.code());
+        seen.check("shadow", Outcome::Skip, || {
+            format!(
+                "mode: shadow forwards what enforcement would refuse ({})",
+                e.code()
+            )
+        });
+        self.shadow_denials
+            .with_label_values(&[&route.id, e.code()])
+            .inc();
+        Ok(authorize::shadow(route, snap.policy.scopes.len(), e))
     }
 }
 

@@ -147,7 +147,9 @@ async fn process<'s>(
     if let Some(te) = &snap.policy.token_endpoint {
         if parts.method == Method::POST && normalized.as_str() == te.path {
             t.seen.route = Some(endpoint::ROUTE);
-            let mut r = exchange(state, snap, &conn, &parts.headers, body, t).await?;
+            // Boxed, as are the payload stages below: what only some requests do stays out
+            // of the future every request builds and moves.
+            let mut r = Box::pin(exchange(state, snap, &conn, &parts.headers, body, t)).await?;
             headers::prepare_response(r.headers_mut(), request_id);
             return Ok(r);
         }
@@ -175,13 +177,13 @@ async fn process<'s>(
         return Err(Error::EncryptionRequired);
     }
     if let Some(plan) = &seal {
-        let (decrypted, content_type) = payload::open_request(
+        let (decrypted, content_type) = Box::pin(payload::open_request(
             plan,
             &snap.policy,
             &parts.headers,
             body,
             state.config.limits.max_body_bytes,
-        )
+        ))
         .await?;
         body = decrypted;
         payload::restore_request_headers(&mut parts.headers, content_type, &body);
@@ -276,13 +278,13 @@ async fn process<'s>(
     }
     let body = match &seal {
         Some(plan) => {
-            payload::seal_response(
+            Box::pin(payload::seal_response(
                 plan,
                 parts.status,
                 &mut parts.headers,
                 body,
                 state.config.limits.max_body_bytes,
-            )
+            ))
             .await?
         }
         None => Either::Left(body),
@@ -292,21 +294,19 @@ async fn process<'s>(
 
 /// The one way to the upstream: a permitted request (a WebSocket handshake on a
 /// connection of its own). It hands back the forwarder's own future rather than awaiting it
-/// in one of its own (a second copy of its state).
+/// in one of its own (a second copy of its state), and is inlined so that future is built
+/// where it is awaited.
+#[inline(always)]
 fn forward<'a>(
     state: &'a State,
     permitted: Permitted<'_, Request<Body>>,
     path_and_query: String,
     websocket: bool,
 ) -> impl Future<Output = Result<(Response<Incoming>, Duration), Error>> + 'a {
-    use futures_util::future::Either as OneOf;
     let (permit, req) = permitted.into_parts();
-    let f = &state.forwarder;
-    if websocket {
-        OneOf::Left(f.upgrade(permit.upstream(), path_and_query, req))
-    } else {
-        OneOf::Right(f.send(permit.upstream(), path_and_query, req))
-    }
+    state
+        .forwarder
+        .send(permit.upstream(), path_and_query, req, websocket)
 }
 
 /// The token endpoint's exchange (`issuer::endpoint`), counted, and its answer.

@@ -8,6 +8,7 @@
 #
 #   benches/load/instructions.sh                      # 5,000 requests per target, ~2 minutes
 #   N=20000 SCOPEGATE_BIN=path benches/load/instructions.sh
+#   ONLY=hs256 SCOPEGATE_BIN=path benches/load/instructions.sh   # one target (none|hs256|apikey)
 #
 # Targets: scopegate on an `auth: [none]` route, with an HS256 JWT, with an API key, and
 # HAProxy's `jwt_verify` frontend from run.sh for reference. Each runs under valgrind, gets
@@ -103,6 +104,15 @@ count() {
     echo $((total / N))
 }
 
+if [[ -n ${ONLY:-} ]]; then
+    case $ONLY in
+    none) count sg-none "http://127.0.0.1:$SG/open" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
+    hs256) count sg-hs256 "http://127.0.0.1:$SG/v1/bots/b1" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
+    apikey) count sg-apikey "http://127.0.0.1:$SG/v1/bots/b1" "$API_KEY" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
+    *) echo "ONLY: none, hs256 or apikey" >&2; exit 2 ;;
+    esac
+    exit 0
+fi
 sg_none=$(count sg-none "http://127.0.0.1:$SG/open" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")
 sg_hs256=$(count sg-hs256 "http://127.0.0.1:$SG/v1/bots/b1" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")
 sg_apikey=$(count sg-apikey "http://127.0.0.1:$SG/v1/bots/b1" "$API_KEY" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")

@@ -2,27 +2,40 @@
 //! lookup hashes what was presented and finds it in a map built at load. A key the policy
 //! does not hold may be in the key store (§3.8); only then does the lookup wait for anything.
 
+use std::sync::Arc;
+
 use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
 use crate::policy::snapshot::Snapshot;
 use crate::policy::{ApiKey, Policy};
 
-/// Policy keys first (a hash in both is the policy's), then the key store if there is one;
-/// the same checks either way.
-pub async fn verify(
+/// A key's verdict, or the key-store lookup still to be waited for.
+pub enum Verdict {
+    Ready(Result<Principal, Error>),
+    /// Not the policy's: the key store's to say (`in_store`), by this hash.
+    InStore([u8; 32]),
+}
+
+/// Policy keys first (a hash in both is the policy's), then, when there is one, the key
+/// store (`in_store`); the same checks either way. Most requests end here, with no future
+/// built.
+pub fn verify(policy: &Policy, has_store: bool, presented: &str, now_unix: i64) -> Verdict {
+    let hash = digest(presented);
+    match policy.api_keys.get(&hash) {
+        Some(key) => Verdict::Ready(check(key, now_unix)),
+        None if has_store => Verdict::InStore(hash),
+        None => Verdict::Ready(Err(Error::InvalidApiKey)),
+    }
+}
+
+/// The key store's verdict on a key the policy does not hold.
+pub async fn in_store(
     snap: &Snapshot,
-    store: Option<&KeyStore>,
-    presented: &str,
+    store: &KeyStore,
+    hash: [u8; 32],
     now_unix: i64,
 ) -> Result<Principal, Error> {
-    let hash = digest(presented);
-    if let Some(key) = snap.policy.api_keys.get(&hash) {
-        return check(key, now_unix);
-    }
-    let Some(store) = store else {
-        return Err(Error::InvalidApiKey);
-    };
     let key = store
         .lookup(snap, &hash)
         .await?
@@ -30,20 +43,19 @@ pub async fn verify(
     check(&key, now_unix)
 }
 
-/// The policy's keys alone, without awaiting anything (benchmarks of the lookup itself).
+/// The policy's keys alone (benchmarks of the lookup itself).
 pub fn verify_in_policy(
     policy: &Policy,
     presented: &str,
     now_unix: i64,
 ) -> Result<Principal, Error> {
-    let key = policy
-        .api_keys
-        .get(&digest(presented))
-        .ok_or(Error::InvalidApiKey)?;
-    check(key, now_unix)
+    match verify(policy, false, presented, now_unix) {
+        Verdict::Ready(decided) => decided,
+        Verdict::InStore(_) => Err(Error::InvalidApiKey),
+    }
 }
 
-fn check(key: &ApiKey, now_unix: i64) -> Result<Principal, Error> {
+fn check(key: &Arc<ApiKey>, now_unix: i64) -> Result<Principal, Error> {
     if key.disabled {
         return Err(Error::ApiKeyDisabled);
     }

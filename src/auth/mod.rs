@@ -28,7 +28,7 @@ pub enum Identity {
         app: Arc<App>,
     },
     ApiKey {
-        key: ApiKey,
+        key: Arc<ApiKey>,
     },
     Webhook,
 }

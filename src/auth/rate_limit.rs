@@ -98,24 +98,28 @@ impl Limiter {
                 }
                 Ok(Decision::from_tokens(rl, allowed, b.tokens))
             }
+            // Boxed: the Redis exchange's state stays out of every request's future.
             Store::Redis(store) => {
-                let key = format!("scopegate:rl:{principal}");
-                let (allowed, tokens): (i64, String) = store
-                    .run(|mut conn| async move {
-                        redis::Script::new(SCRIPT)
-                            .key(key)
-                            .arg(rl.per_second)
-                            .arg(rl.burst)
-                            .invoke_async(&mut conn)
-                            .await
-                    })
-                    .await
-                    .map_err(Error::ReplayStoreUnavailable)?;
-                Ok(Decision::from_tokens(
-                    rl,
-                    allowed == 1,
-                    tokens.parse().unwrap_or(0.0),
-                ))
+                Box::pin(async move {
+                    let key = format!("scopegate:rl:{principal}");
+                    let (allowed, tokens): (i64, String) = store
+                        .run(|mut conn| async move {
+                            redis::Script::new(SCRIPT)
+                                .key(key)
+                                .arg(rl.per_second)
+                                .arg(rl.burst)
+                                .invoke_async(&mut conn)
+                                .await
+                        })
+                        .await
+                        .map_err(Error::ReplayStoreUnavailable)?;
+                    Ok(Decision::from_tokens(
+                        rl,
+                        allowed == 1,
+                        tokens.parse().unwrap_or(0.0),
+                    ))
+                })
+                .await
             }
         }
     }

@@ -22,16 +22,41 @@ pub struct Verifier {
     pub misses: IntCounter,
 }
 
+/// A token's verdict, or what is still to be waited for.
+pub enum Verdict {
+    Ready(Result<Principal, Error>),
+    /// A JWKS refetch (the keys lack the token's `kid`) or the replay store (a single-use
+    /// `jti`) must be waited for: `Verifier::finish`.
+    Wait(Wait),
+}
+
+/// The first verdict, kept for `finish` so the token is looked up once.
+pub struct Wait(Result<Arc<Verified>, Error>);
+
 impl Verifier {
-    /// Verifies a JWS or JWE token, through the token cache, then the per-use checks.
-    pub async fn verify(
+    /// Verifies a JWS or JWE token through the token caches. Most requests (a cached or
+    /// symmetric token without a single-use `jti`) get their verdict here, with no future
+    /// built; the rest `finish` it.
+    pub fn verify(&self, snap: &Snapshot, token: &str, is_jwe: bool, now: f64) -> Verdict {
+        match self.cached(snap, token, is_jwe, now) {
+            Ok(v) if !v.app.single_use_jti => {
+                Verdict::Ready(jwt::check_time(&v, now).map(|()| v.principal.clone()))
+            }
+            first @ (Ok(_) | Err(Error::KeyNotFound(_))) => Verdict::Wait(Wait(first)),
+            Err(e) => Verdict::Ready(Err(e)),
+        }
+    }
+
+    /// Completes a verdict that must wait, then the per-use checks.
+    pub async fn finish(
         &self,
         snap: &Snapshot,
         token: &str,
         is_jwe: bool,
         now: f64,
+        Wait(first): Wait,
     ) -> Result<Principal, Error> {
-        let verified = match self.cached(snap, token, is_jwe, now) {
+        let verified = match first {
             // A JWKS app's keys lack the token's kid (or there are none): fetch once, shared
             // with every request waiting for the same, within the cooldown, then try again.
             Err(Error::KeyNotFound(source)) => {

@@ -391,7 +391,8 @@ pub struct Policy {
     pub routes: Vec<Route>,
     pub router: routes::Router,
     pub apps: HashMap<String, Arc<App>>,
-    pub api_keys: HashMap<[u8; 32], ApiKey>,
+    /// Shared, so a principal holds a reference count rather than a copy of its key.
+    pub api_keys: HashMap<[u8; 32], Arc<ApiKey>>,
     pub jwe_keys: Vec<JweKey>,
     /// `app_id_claims`: the claims that name the app, first present wins.
     pub app_id_claims: Vec<String>,

@@ -93,14 +93,19 @@ impl Forwarder {
     }
 
     /// Sends the request to upstream `i` at `path_and_query` (already normalized, the
-    /// upstream's base path in front). Returns the response and how long the upstream took
-    /// to answer with headers. Only the pipeline calls it, with a permitted request.
+    /// upstream's base path in front); a WebSocket handshake (`upgrade`) goes on a
+    /// connection of its own. Returns the response and how long the upstream took to answer
+    /// with headers. Only the pipeline calls it, with a permitted request.
     pub async fn send(
         &self,
         i: usize,
         path_and_query: String,
         mut req: Request<Body>,
+        upgrade: bool,
     ) -> Result<(Response<Incoming>, Duration), Error> {
+        if upgrade {
+            return self.upgrade(i, path_and_query, req).await;
+        }
         // Origin form: the request line carries the path; `Host` is set by `headers`.
         let path = PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
             .map_err(|_| Error::UpstreamUnavailable("unrepresentable upstream URI".into()))?;
@@ -141,7 +146,7 @@ impl Forwarder {
 
     /// A WebSocket handshake (already in its HTTP/1.1 form) to upstream `i`, on a connection
     /// of its own that becomes the tunnel if the upstream switches protocols (101).
-    pub async fn upgrade(
+    async fn upgrade(
         &self,
         i: usize,
         path_and_query: String,
@@ -239,12 +244,18 @@ impl Forwarder {
 
     /// A new connection to upstream `i`: TCP, then TLS for `https://` (both within
     /// `upstream_connect_timeout`), then the HTTP handshake the upstream is configured for.
-    async fn connect(&self, i: usize) -> Result<Sender, Error> {
-        self.open(i, false).await
+    fn connect(&self, i: usize) -> Opening<'_> {
+        self.open(i, false)
     }
 
     /// `connect`; with `upgrades`, an HTTP/1.1 connection that can be taken over after a 101.
-    async fn open(&self, i: usize, upgrades: bool) -> Result<Sender, Error> {
+    /// Boxed: a connection is opened once for many requests, and its TLS handshake's state
+    /// inline would make every request's future kilobytes larger, copied whole as it moves.
+    fn open(&self, i: usize, upgrades: bool) -> Opening<'_> {
+        Box::pin(self.open_inline(i, upgrades))
+    }
+
+    async fn open_inline(&self, i: usize, upgrades: bool) -> Result<Sender, Error> {
         let up = &self.upstreams[i];
         let host = up.authority.host();
         // `[::1]` in a URL is `::1` to the resolver.
@@ -291,6 +302,8 @@ impl Forwarder {
         }
     }
 }
+
+type Opening<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Sender, Error>> + Send + 'a>>;
 
 enum Stream {
     Plain(TcpStream),

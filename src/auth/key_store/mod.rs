@@ -45,7 +45,7 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(2);
 /// policy generation that last used it (a reload recompiles it from the record, not Redis).
 struct Cached {
     record: Option<Record>,
-    compiled: ArcSwapOption<(u64, Option<ApiKey>)>,
+    compiled: ArcSwapOption<(u64, Option<Arc<ApiKey>>)>,
 }
 
 pub struct KeyStore {
@@ -85,7 +85,11 @@ impl KeyStore {
     }
 
     /// The key with this SHA-256, as of the policy in `snap`; `None` when the store has none.
-    pub async fn lookup(&self, snap: &Snapshot, hash: &[u8; 32]) -> Result<Option<ApiKey>, Error> {
+    pub async fn lookup(
+        &self,
+        snap: &Snapshot,
+        hash: &[u8; 32],
+    ) -> Result<Option<Arc<ApiKey>>, Error> {
         let lookups = &self.metrics.lookups;
         if let Some(cached) = self.cache.get(hash).await {
             lookups.with_label_values(&["hit"]).inc();
@@ -134,7 +138,7 @@ impl KeyStore {
 
     /// The cached record compiled for the snapshot's generation, compiled once per
     /// generation: a hit costs a load and a clone of reference counts.
-    fn compiled(&self, cached: &Cached, snap: &Snapshot) -> Option<ApiKey> {
+    fn compiled(&self, cached: &Cached, snap: &Snapshot) -> Option<Arc<ApiKey>> {
         if let Some(c) = &*cached.compiled.load() {
             if c.0 == snap.generation {
                 return c.1.clone();
@@ -146,6 +150,7 @@ impl KeyStore {
                     tracing::warn!(key_id = %r.id, error = %e, "key store: an unusable record is ignored");
                 })
                 .ok()
+                .map(Arc::new)
         });
         cached
             .compiled

@@ -11,7 +11,7 @@ impl<'a> Compiler<'a> {
         &mut self,
         scopes: &Scopes,
         raw: raw::RawApiKeys<'a>,
-    ) -> HashMap<[u8; 32], ApiKey> {
+    ) -> HashMap<[u8; 32], Arc<ApiKey>> {
         let scope_sets: Vec<(ScopeSet, HeaderValue)> = raw
             .scope_lists
             .iter()
@@ -91,7 +91,7 @@ impl<'a> Compiler<'a> {
                 disabled: k.disabled,
                 rate_limit,
             };
-            if out.insert(hash, key).is_some() {
+            if out.insert(hash, Arc::new(key)).is_some() {
                 self.err(l, "two api keys have the same sha256");
             }
         }
