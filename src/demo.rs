@@ -180,12 +180,21 @@ pub fn prepare_policy(example: &Path, dir: &Path) -> Result<(PathBuf, Credential
     Ok((out, creds))
 }
 
+/// What the encrypted round trip's command names: this program, the demo's policy (its
+/// `jwe_keys` are what a client encrypts to) and the reporting app's private key.
+pub struct Files {
+    pub program: PathBuf,
+    pub policy: PathBuf,
+    pub client_key: PathBuf,
+}
+
 /// The text the demo prints: what runs where, and curl commands to paste.
 pub fn script(
     policy: &crate::policy::Policy,
     addr: SocketAddr,
     admin: SocketAddr,
     creds: &Credentials,
+    files: &Files,
 ) -> Result<String, String> {
     use std::fmt::Write;
     let now = crate::decide::unix_now() as u64;
@@ -279,6 +288,19 @@ pub fn script(
             "curl -si --path-as-is '{base}/api/public/bot/st-1234%2F..%2Fst-9999/dashboard/d1/widget/w1'"
         ),
     );
+    if reporting.payload_encryption.is_some() && files.client_key.exists() {
+        let (program, policy_file, key) = (
+            files.program.display(),
+            files.policy.display(),
+            files.client_key.display(),
+        );
+        cmd(
+            "encrypted: the reporting app opted into payload encryption; its body is encrypted to the proxy's key and the answer to the app's, while the upstream sees plaintext: the decrypted echo shows the \"body\" it received",
+            format!(
+                "echo '{{\"month\": \"2026-11\"}}' | {program} jwe encrypt --policy {policy_file} --cty application/json | curl -s -H 'auth: {token}' -H 'Content-Type: application/jose' --data-binary @- {base}/api/public/bot/st-1234/getSessions | {program} jwe decrypt --key {key}"
+            ),
+        );
+    }
     cmd(
         "public route, no credential needed",
         format!("curl -s {base}/api/health"),

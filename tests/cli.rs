@@ -198,6 +198,12 @@ fn every_flag_of_every_command_has_a_description() {
         &["test"],
         &["token"],
         &["key", "new"],
+        &["keys", "put"],
+        &["keys", "revoke"],
+        &["keys", "list"],
+        &["keys", "import"],
+        &["jwe", "encrypt"],
+        &["jwe", "decrypt"],
     ] {
         let (code, out, _) = scopegate(&[cmd, &["--help"]].concat());
         assert_eq!(code, 0, "{cmd:?}");
@@ -234,7 +240,7 @@ async fn demo_commands_do_what_they_say() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut commands = Vec::new();
+    let (mut commands, mut pipelines) = (Vec::new(), Vec::new());
     let mut title = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -245,8 +251,34 @@ async fn demo_commands_do_what_they_say() {
             title = Some(t.to_string());
         } else if let (Some(t), true) = (title.take(), line.starts_with("curl ")) {
             commands.push((t, line));
+        } else if line.starts_with("echo ") {
+            pipelines.push(line);
         }
     }
+    // The encrypted round trip, run as printed: the client sends and gets only JWE, the
+    // upstream saw the plaintext (the echo, decrypted by `jwe decrypt`, shows its body).
+    assert_eq!(pipelines.len(), 1, "{pipelines:?}");
+    let out = Command::new("bash")
+        .args(["-c", &format!("set -o pipefail; {}", pipelines[0])])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(echo["body"], "{\"month\": \"2026-11\"}\n");
+    assert_eq!(echo["headers"]["content-type"], "application/json");
+    assert_eq!(echo["path"], "/api/public/bot/st-1234/getSessions");
+    // The same pipeline without `jwe decrypt`: what the client gets is a compact JWE.
+    let sealed = pipelines[0].rsplit_once(" | ").unwrap().0;
+    let out = Command::new("bash").args(["-c", sealed]).output().unwrap();
+    assert_eq!(out.stdout.iter().filter(|&&b| b == b'.').count(), 4);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("month"));
     assert!(commands.len() >= 10, "{commands:?}");
     let mut checked = 0;
     for (title, command) in &commands {
@@ -867,4 +899,71 @@ fn the_shipped_policy_cases_pass() {
         stdout.ends_with(" passed, 0 failed\n") && !stdout.starts_with("0 passed"),
         "{stdout}"
     );
+}
+
+/// `jwe encrypt` seals to the policy's key, `jwe decrypt` opens with a private key; what
+/// they cannot do is an error on standard error and exit 1, never output.
+#[test]
+fn jwe_encrypts_to_the_policy_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = fixture("proxy-jwe-rsa.key.pem");
+    let with_key = dir.path().join("p.yaml");
+    std::fs::write(
+        &with_key,
+        format!(
+            "version: 1\nroutes: []\njwe_keys:\n  - {{ kid: k1, private_key_file: \"{}\" }}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let without = dir.path().join("none.yaml");
+    std::fs::write(&without, "version: 1\nroutes: []\n").unwrap();
+    let run = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap(),
+            out.stdout,
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (p, k) = (with_key.to_str().unwrap(), key.to_str().unwrap());
+    let (code, sealed, _) = run(
+        &["jwe", "encrypt", "--policy", p, "--cty", "text/plain"],
+        b"hello",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(sealed.iter().filter(|&&b| b == b'.').count(), 4);
+    assert_eq!(run(&["jwe", "decrypt", "--key", k], &sealed).1, b"hello");
+
+    let refusals: [(&[&str], &[u8], &str); 4] = [
+        (
+            &["jwe", "encrypt", "--policy", p, "--kid", "k9"],
+            b"x",
+            "no jwe_keys entry with kid \"k9\"",
+        ),
+        (
+            &["jwe", "encrypt", "--policy", without.to_str().unwrap()],
+            b"x",
+            "no jwe_keys entry",
+        ),
+        (
+            &["jwe", "decrypt", "--key", k],
+            b"not.a.jwe.at.all",
+            "cannot decrypt",
+        ),
+        (&["jwe", "decrypt", "--key", p], &sealed, "p.yaml"),
+    ];
+    for (args, input, error) in refusals {
+        let (code, out, err) = run(args, input);
+        assert_eq!((code, out.as_slice()), (1, &b""[..]), "{args:?}: {err}");
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
 }

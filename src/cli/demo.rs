@@ -63,6 +63,14 @@ async fn demo_inner(policy: &Path, exit_after: Option<Duration>) -> Result<(), S
             .ok_or("the demo config has a public listener")?,
         running.admin_addr,
         &creds,
+        &scopegate::demo::Files {
+            program: std::env::current_exe().map_err(|e| e.to_string())?,
+            policy: demo_policy.clone(),
+            client_key: policy
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("keys/reporting-client.key.pem"),
+        },
     )?;
     println!("{script}");
     match exit_after {

@@ -1,11 +1,12 @@
 //! The command line (SPEC §2): the clap definitions of every command and the dispatch to
 //! the file that carries it out (`run`, `demo`, `check`, `explain` and `test`, `token`,
-//! `key`, `keys`). Setup shared by
+//! `key`, `keys`, `jwe`). Setup shared by
 //! the serving commands (logging, the tokio runtime) lives in `run`.
 
 mod check;
 mod demo;
 mod explain;
+mod jwe;
 mod key;
 mod keys;
 mod run;
@@ -105,6 +106,12 @@ enum Command {
         #[arg(long)]
         jti: bool,
     },
+    /// Encrypt a request body to the proxy, or decrypt its answer, as an app that opted into
+    /// payload encryption would (SPEC §4); standard input to standard output.
+    Jwe {
+        #[command(subcommand)]
+        command: JweCommand,
+    },
     /// The JSON Schema of the config or policy file (SPEC §2): not built in this version, so
     /// it is hidden from the help and says so rather than "unrecognized subcommand".
     #[command(hide = true)]
@@ -161,22 +168,48 @@ enum KeysCommand {
     },
     /// Disable a key everywhere within a second.
     Revoke {
+        /// The key store: redis://host:port/db or redis+cluster://h1:p1,h2:p2,...
         #[arg(long)]
         store: String,
+        /// The key's id.
         #[arg(long)]
         id: String,
     },
     /// List the key ids in the store (never keys, never hashes).
     List {
+        /// The key store: redis://host:port/db or redis+cluster://h1:p1,h2:p2,...
         #[arg(long)]
         store: String,
     },
     /// Bulk-load `api_keys` entries written as in the policy (a policy file itself will do).
     Import {
+        /// The key store: redis://host:port/db or redis+cluster://h1:p1,h2:p2,...
         #[arg(long)]
         store: String,
         /// YAML or JSON with an `api_keys` list.
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum JweCommand {
+    /// Encrypt standard input to one of the policy's jwe_keys (compact JWE, A256GCM).
+    Encrypt {
+        /// The policy whose jwe_keys the proxy decrypts with.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The key's kid (default: the policy's first jwe key).
+        #[arg(long)]
+        kid: Option<String>,
+        /// The plaintext's content type (the JWE's cty: what the upstream receives).
+        #[arg(long)]
+        cty: Option<String>,
+    },
+    /// Decrypt a JWE (compact or flattened JSON) from standard input with a private key.
+    Decrypt {
+        /// The app's private key (PEM): the pair of its payload_encryption public_key_file.
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -237,6 +270,12 @@ pub fn main() -> ExitCode {
         Command::Key {
             command: KeyCommand::New { prefix },
         } => key::new(&prefix),
+        Command::Jwe { command } => match command {
+            JweCommand::Encrypt { policy, kid, cty } => {
+                jwe::encrypt(&policy, kid.as_deref(), cty.as_deref())
+            }
+            JweCommand::Decrypt { key } => jwe::decrypt(&key),
+        },
         Command::Keys { command } => match command {
             KeysCommand::Put {
                 store,
