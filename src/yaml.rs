@@ -99,10 +99,32 @@ pub fn resolve(base_file: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Durations are written `250ms`, `10s`, `5m`.
+/// How a duration is written, for the JSON Schema: the field types hold a `Duration`, read
+/// by `duration` below.
+pub struct DurationText;
+
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: 250ms, 10s, 5m, 1h, 24h.",
+            "examples": ["250ms", "30s", "5m"]
+        })
+    }
+}
+
+/// Durations are written `250ms`, `10s`, `5m`. Written back only for the schema, whose
+/// defaults then read as the files do (`10s`, not a number of nanoseconds).
 pub mod duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
@@ -114,6 +136,12 @@ pub mod duration {
         use super::*;
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
             super::deserialize(d).map(Some)
+        }
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
         }
     }
 }
