@@ -80,7 +80,7 @@ impl JsonSchema for RawUpstream {
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A base URL (http:// or https://), or a map with `url` and its TLS and HTTP/2 settings.",
+            "description": "An upstream URL or a map with `url`: a base URL (http:// or https://), or the long form with its TLS and HTTP/2 settings.",
             "anyOf": [{ "type": "string" }, g.subschema_for::<RawUpstreamLong>()]
         })
     }
@@ -338,8 +338,19 @@ pub fn schema() -> schemars::Schema {
 impl Config {
     pub fn load(file: &Path) -> Result<Config, FileErrors> {
         let text = yaml::read(file)?;
-        let raw: RawConfig = yaml::parse(file, &text)?;
-        Config::from_raw(file, raw)
+        match yaml::parse::<RawConfig>(file, &text) {
+            Ok(raw) => Config::from_raw(file, raw),
+            Err(refused) => Err(crate::schema::all_errors(
+                file,
+                &text,
+                crate::schema::Kind::Config,
+                refused,
+                |rest| match yaml::parse::<RawConfig>(file, rest) {
+                    Ok(raw) => Config::from_raw(file, raw).err().unwrap_or_default().0,
+                    Err(_) => Vec::new(),
+                },
+            )),
+        }
     }
 
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {

@@ -294,7 +294,7 @@ impl JsonSchema for RawGrant<'_> {
     }
     fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A list of items (every action on each; \"*\" = any item), or a map of item to its actions.",
+            "description": "A list of items, or a map of item to actions: a list grants every action on each item, a map the listed ones; \"*\" stands for any item.",
             "anyOf": [
                 g.subschema_for::<Vec<String>>(),
                 g.subschema_for::<BTreeMap<String, Vec<Action>>>(),
