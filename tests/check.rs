@@ -88,7 +88,7 @@ apps:
             ),
             (
                 22,
-                "apps[0].require_exp: invalid type: \"maybe\", expected true or false",
+                "apps[0].require_exp: invalid type: a string, expected true or false",
             ),
         ],
     );
@@ -127,7 +127,7 @@ tracing:
             (5, "upstreams.other: scheme \"ftp\" is not supported"),
             (
                 7,
-                "limits.max_header_bytes: invalid type: \"lots\", expected an integer",
+                "limits.max_header_bytes: invalid type: a string, expected an integer",
             ),
             (8, "log.level: \"loud\" is not trace|debug|info|warn|error"),
             // A SPEC field not built keeps its own words, not "unknown field".
@@ -169,7 +169,7 @@ apps:
             (3, "routes[0]: missing field `path`"),
             (
                 5,
-                "routes[1].methods: invalid type: \"GET\", expected a list",
+                "routes[1].methods: invalid type: a string, expected a list",
             ),
             (
                 10,
@@ -196,7 +196,7 @@ apps:
             (5, "scope \"b\" is not declared"),
             (
                 7,
-                "apps[0].algorithms: invalid type: \"HS256\", expected a list",
+                "apps[0].algorithms: invalid type: a string, expected a list",
             ),
         ],
     );
@@ -219,4 +219,120 @@ fn what_the_schema_does_not_catch_the_loader_still_refuses() {
         err.starts_with(&format!("{}:4: ", policy.display())) && err.contains("duplicate"),
         "{err}"
     );
+}
+
+/// A YAML syntax error is reported on the line of its cause, which the parser often meets
+/// lines later, with what it is: an unclosed bracket or quote, a tab, a bad indentation.
+#[test]
+fn syntax_errors_name_their_cause_on_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "version: 1\nroutes:\n  - id: r\n    methods: [GET\n    path: /a\n    auth: [jwt]\n",
+            4,
+            "unclosed `[`: the `[` on line 4 is never closed with `]`",
+        ),
+        (
+            "version: 1\nscopes: {a: x, b: y\nroutes: []\n",
+            2,
+            "unclosed `{`: the `{` on line 2 is never closed with `}`",
+        ),
+        (
+            "version: 1\nroutes:\n  - { id: r, methods: [GET], path: /a, auth: [jwt, api_key }\n",
+            3,
+            "unclosed `[`: the `[` on line 3 is never closed with `]`",
+        ),
+        (
+            "version: 1\nscopes:\n  a: \"read\n  b: write\nroutes: []\n",
+            3,
+            "unclosed `\"`: the quoted value opened on line 3 is never closed",
+        ),
+        (
+            "version: 1\nscopes:\n  a: 'it''s\n  b: write\n",
+            3,
+            "unclosed `'`: the quoted value opened on line 3 is never closed",
+        ),
+        (
+            "version: 1\nscopes:\n  a: read\n\tb: write\n",
+            4,
+            "a tab indents this line: YAML indents with spaces only",
+        ),
+        (
+            "version: 1\nscopes:\n  a: read\n   b: write\nroutes: []\n",
+            4,
+            "bad indentation: this line is indented by 3 spaces, the entry above by 2",
+        ),
+        (
+            "version: 1\nroutes:\n  - id: r\n     methods: [GET]\n",
+            4,
+            "bad indentation: this line is indented by 5 spaces, the entry above by 4",
+        ),
+    ];
+    for (i, (text, line, hint)) in cases.iter().enumerate() {
+        let file = write(dir.path(), &format!("case{i}.yaml"), text);
+        let (code, err) = check("--policy", &file);
+        assert_eq!(code, 1, "{text}");
+        assert_eq!(err.lines().count(), 1, "{text}\n{err}");
+        assert!(
+            err.starts_with(&format!("{}:{line}: {hint} (the parser: ", file.display())),
+            "{text}\n{err}"
+        );
+    }
+}
+
+/// The same hints in a config, and a multi-line flow list that is closed is no cause.
+#[test]
+fn syntax_hints_hold_for_the_config_and_only_for_real_causes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "scopegate.yaml",
+        "policy_file: p.yaml\nupstreams:\n  default: \"http://127.0.0.1:3000\n  sandbox: http://127.0.0.1:3001\n",
+    );
+    let (code, err) = check("--config", &config);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("{}:3: unclosed `\"`", config.display())),
+        "{err}"
+    );
+    // Closed brackets over several lines, then a type error: no syntax hint.
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        "version: 1\nscopes: {\n  a: x,\n  b: y }\nroutes:\n  - { id: r, methods: [GET], path: /a, auth: jwt }\n",
+    );
+    let (code, err) = check("--policy", &policy);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!(
+            "{}:6: routes[0].auth: invalid type: a string, expected a list",
+            policy.display()
+        )),
+        "{err}"
+    );
+}
+
+/// A secret written where a map or a list was expected is not echoed by its error (a hot
+/// reload logs these).
+#[test]
+fn a_misplaced_secret_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "sk_live_9f2c0a7b1e4d4c7e8a6b5d3c2b1a0f9e";
+    let policy = write(
+        dir.path(),
+        "policy.yaml",
+        &format!(
+            "version: 1\napps:\n  - client_id: c\n    algorithms: [HS256]\n    secret: {secret}\n    payload_encryption: {{ shared_key: {{ value: [{secret}] }} }}\nroutes:\n  - {{ id: r, methods: [GET], path: /r, auth: [{secret}] }}\n"
+        ),
+    );
+    let (code, err) = check("--policy", &policy);
+    assert_eq!(code, 1);
+    for what in [
+        "5: apps[0].secret: invalid type: a string, expected a map",
+        "6: apps[0].payload_encryption.shared_key: expected exactly one of `env`, `file`, `value`",
+        "8: routes[0].auth[0]: unknown value, expected one of `jwt`, `api_key`, `webhook`, `none`",
+    ] {
+        assert!(err.contains(what), "{what}\n{err}");
+    }
+    assert!(!err.contains(secret), "{err}");
 }

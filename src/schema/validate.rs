@@ -146,7 +146,10 @@ impl<'s> Validator<'s> {
                     self.report(
                         n.line,
                         path,
-                        format!("invalid value: {text}, expected a non-negative integer"),
+                        format!(
+                            "invalid value: {}, expected a non-negative integer",
+                            text.trim()
+                        ),
                     );
                     return false;
                 }
@@ -233,10 +236,13 @@ impl<'s> Validator<'s> {
             .map(|v| format!("`{}`", v.as_str().unwrap_or("")))
             .collect();
         let message = match text {
-            Some(t) => format!(
+            // Short words are echoed (`password` for an auth kind); anything longer might
+            // be a secret in the wrong place.
+            Some(t) if t.len() <= 24 && !t.contains(char::is_whitespace) => format!(
                 "unknown variant `{t}`, expected one of {}",
                 names.join(", ")
             ),
+            Some(_) => format!("unknown value, expected one of {}", names.join(", ")),
             None => format!(
                 "invalid type: {}, expected one of {}",
                 found(n),
@@ -266,9 +272,10 @@ impl<'s> Validator<'s> {
                 let expected = s
                     .get("description")
                     .and_then(Json::as_str)
-                    // Its first clause says what is wanted, as the deserializer does.
-                    .map(|d| {
-                        let d = d.split(": ").next().unwrap_or(d).trim_end_matches('.');
+                    // A description written as "what: details" says what is wanted, as the
+                    // deserializer does; other descriptions are not worded for this.
+                    .and_then(|d| d.split_once(": "))
+                    .map(|(d, _)| {
                         let mut c = d.chars();
                         c.next()
                             .map(|f| f.to_lowercase().chain(c).collect())
@@ -387,9 +394,16 @@ fn fits(n: &Node, t: &str) -> bool {
     }
 }
 
+/// What a node is, never what it says: a secret written in the wrong place must not reach
+/// a log through its error (a hot reload logs them).
 fn found(n: &Node) -> String {
+    let integer = |t: &str| t.trim().parse::<i64>().is_ok();
     match &n.value {
-        Value::Scalar { text, .. } if !n.is_null() => format!("{text:?}"),
+        Value::Scalar { text, .. } if !n.is_null() && fits(n, "boolean") => {
+            format!("`{}`", text.trim())
+        }
+        Value::Scalar { text, .. } if !n.is_null() && integer(text) => "an integer".into(),
+        Value::Scalar { .. } if !n.is_null() => "a string".into(),
         _ => n.kind().to_string(),
     }
 }
