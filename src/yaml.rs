@@ -81,7 +81,7 @@ pub fn parse<'a, T: Deserialize<'a>>(file: &Path, text: &'a str) -> Result<T, Fi
         let syntax_error =
             || serde_saphyr::granit_parser::Parser::new_from_str(text).any(|event| event.is_err());
         match syntax_error()
-            .then(|| syntax::hint(text, line, column))
+            .then(|| syntax::hint(text, line, column, &message))
             .flatten()
         {
             Some((at, hint)) => FileError::new(file, at, format!("{hint} (the parser: {message})")),
@@ -105,7 +105,7 @@ fn strip_location(message: &str) -> &str {
 /// notices only lines later), a tab used for indentation, or an indentation that matches
 /// nothing above. The line returned is the cause's, which may precede the parser's.
 mod syntax {
-    pub fn hint(text: &str, line: u64, column: u64) -> Option<(u64, String)> {
+    pub fn hint(text: &str, line: u64, column: u64, message: &str) -> Option<(u64, String)> {
         if line == 0 {
             return None;
         }
@@ -117,7 +117,16 @@ mod syntax {
                 format!("unclosed {quote}: the quoted value opened on line {at} is never closed"),
             ));
         }
-        if let Some((bracket, at)) = state.brackets.last() {
+        // A bracket still open where the parser stopped is the cause when it opened on an
+        // earlier line or the parser says so; not when the parser stopped for another
+        // reason inside a flow collection (nesting too deep, say).
+        let about_brackets =
+            message.contains("bracket") || message.contains("did not find expected");
+        if let Some((bracket, at)) = state
+            .brackets
+            .last()
+            .filter(|(_, at)| *at < line || about_brackets)
+        {
             let close = if *bracket == '[' { ']' } else { '}' };
             return Some((
                 *at,

@@ -280,6 +280,23 @@ fn syntax_errors_name_their_cause_on_its_line() {
     }
 }
 
+/// A hostile file nested far deeper than any policy is refused with one error, no crash and
+/// no false hint.
+#[test]
+fn deep_nesting_is_refused_without_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = format!(
+        "version: 1\nscopes: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let policy = write(dir.path(), "policy.yaml", &deep);
+    let (code, err) = check("--policy", &policy);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("unclosed"), "{err}");
+}
+
 /// The same hints in a config, and a multi-line flow list that is closed is no cause.
 #[test]
 fn syntax_hints_hold_for_the_config_and_only_for_real_causes() {

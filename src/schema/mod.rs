@@ -133,4 +133,25 @@ mod tests {
         assert_eq!(routes, [("r", 4), ("s", 5)], "{rest}");
         assert_eq!(raw.apps[0].referenced.line(), 11);
     }
+
+    /// Nesting that would take the validator's recursion deep is not followed: the serde
+    /// error stands.
+    #[test]
+    fn deep_nesting_is_left_to_the_loader() {
+        let text = format!(
+            "version: 1\nscopes: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(tree::parse(&text).is_none());
+        let refused = FileError::new(Path::new("p.yaml"), 2, "too deep");
+        let errors = all_errors(
+            Path::new("p.yaml"),
+            &text,
+            Kind::Policy,
+            refused.clone(),
+            |_| unreachable!(),
+        );
+        assert_eq!(errors.0, [refused]);
+    }
 }

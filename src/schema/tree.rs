@@ -54,6 +54,10 @@ impl Node<'_> {
     }
 }
 
+/// Deeper than any config or policy goes; the validator recurses once per level, so a
+/// hostile file nested thousands deep is left to the serde error it already has.
+const MAX_DEPTH: usize = 64;
+
 /// The first document of `text`; `None` when the YAML itself does not parse (the serde error
 /// then says why).
 pub fn parse(text: &str) -> Option<Node<'_>> {
@@ -83,6 +87,9 @@ pub fn parse(text: &str) -> Option<Node<'_>> {
                 flow: false,
             },
             Event::SequenceStart(style, ..) | Event::MappingStart(style, ..) => {
+                if stack.len() >= MAX_DEPTH {
+                    return None;
+                }
                 let map = matches!(event, Event::MappingStart(..));
                 stack.push(Node {
                     value: if map {
