@@ -8,7 +8,9 @@
 # are checked against); Python h2, pinned (tests/conformance/h2spec.py, the HTTP/2
 # conformance cases); and, pinned, helm-python-sdk (Helm v4's Go SDK as a library: no helm
 # binary exists in Debian), kubernetes-validate (offline Kubernetes API schemas) and
-# promql-parser (the alert rules' PromQL) for the Helm chart test. The Wycheproof test reads
+# promql-parser (the alert rules' PromQL) for the Helm chart test; and, pinned, jsonschema and
+# PyYAML (an independent JSON Schema validator: tests/schema/validate.py checks the examples
+# against policies/schema/). The Wycheproof test reads
 # ../shared/vectors/wycheproof. The container image is built and smoke-tested
 # (deploy/image/build.sh) where podman is installed (this script does not install it),
 # except in CI, where its release build is too slow, unless SCOPEGATE_IMAGE_TEST=1.
@@ -23,7 +25,8 @@ KUBERNETES_VALIDATE=1.37.0
 PROMQL_PARSER=0.11.0
 
 PYTHON_PACKAGES=("joserfc==$JOSERFC" "cryptography==$CRYPTOGRAPHY" "h2==4.3.0" "helm-python-sdk==$HELM_PYTHON_SDK"
-  "kubernetes-validate==$KUBERNETES_VALIDATE" "promql-parser==$PROMQL_PARSER")
+  "kubernetes-validate==$KUBERNETES_VALIDATE" "promql-parser==$PROMQL_PARSER"
+  "jsonschema==4.26.0" "PyYAML==6.0.4")
 VENV=.venv
 
 missing=()

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
@@ -12,32 +13,44 @@ use crate::yaml::{self, FileError, FileErrors};
 
 /// The config as written. Values that are checked after parsing carry their line
 /// (`Spanned`), so every error `check` prints has one; defaults have none (line 0).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     /// Absent: 0.0.0.0:8080, unless `authz` is set (an authz-only deployment).
+    #[schemars(with = "Option<String>")]
     listen: Option<Spanned<String>>,
     #[serde(default = "default_admin_listen")]
+    #[schemars(with = "String")]
     admin_listen: Spanned<String>,
     policy_file: PathBuf,
-    #[serde(default = "unspanned")]
+    #[serde(default = "unspanned::<BTreeMap<String, Spanned<RawUpstream>>>")]
+    #[schemars(with = "BTreeMap<String, RawUpstream>")]
     upstreams: Spanned<BTreeMap<String, Spanned<RawUpstream>>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
     environments: BTreeMap<String, Spanned<String>>,
     tls: Option<RawTls>,
-    #[serde(default = "unspanned")]
+    #[serde(default = "unspanned::<Limits>")]
+    #[schemars(with = "Limits")]
     limits: Spanned<Limits>,
     #[serde(default = "default_prefix")]
+    #[schemars(with = "String")]
     identity_header_prefix: Spanned<String>,
     #[serde(default)]
     unmatched: Unmatched,
     #[serde(default = "default_replay_store")]
+    #[schemars(with = "String")]
     replay_store: Spanned<String>,
+    #[schemars(with = "Option<String>")]
     key_store: Option<Spanned<String>>,
-    #[serde(default = "unspanned")]
+    #[serde(default = "unspanned::<LogConfig>")]
+    #[schemars(with = "LogConfig")]
     log: Spanned<LogConfig>,
+    #[schemars(with = "Option<RawAuthz>")]
     authz: Option<Spanned<RawAuthz>>,
-    /// SPEC §7's OpenTelemetry traces: read so its line can be named, then refused.
+    // SPEC §7's OpenTelemetry traces: read so its line can be named, then refused.
+    #[serde(default)]
+    #[schemars(schema_with = "not_built_tracing")]
     tracing: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
@@ -49,7 +62,7 @@ enum RawUpstream {
     Long(RawUpstreamLong),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawUpstreamLong {
     url: String,
@@ -59,6 +72,18 @@ struct RawUpstreamLong {
     server_name: Option<String>,
     #[serde(default)]
     http2: bool,
+}
+
+impl JsonSchema for RawUpstream {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Upstream".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An upstream URL or a map with `url`: a base URL (http:// or https://), or the long form with its TLS and HTTP/2 settings.",
+            "anyOf": [{ "type": "string" }, g.subschema_for::<RawUpstreamLong>()]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RawUpstream {
@@ -84,16 +109,17 @@ impl<'de> Deserialize<'de> for RawUpstream {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawAuthz {
+    #[schemars(with = "String")]
     listen: Spanned<String>,
     #[serde(default)]
     statuses: AuthzStatuses,
 }
 
 /// How the authorization service answers a denial (SPEC §8).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthzStatuses {
     /// The status of SPEC §6.
@@ -111,7 +137,7 @@ pub struct Authz {
     pub statuses: AuthzStatuses,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
     cert_file: PathBuf,
@@ -119,27 +145,34 @@ struct RawTls {
     client_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub header_read_timeout: Duration,
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub idle_timeout: Duration,
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub upstream_connect_timeout: Duration,
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub upstream_timeout: Duration,
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub drain_timeout: Duration,
     /// A WebSocket with no byte either way for this long is closed.
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub websocket_idle_timeout: Duration,
     /// Keep polling for I/O this long after activity instead of sleeping (`busy_poll`);
     /// zero, the default, sleeps at once.
     #[serde(with = "yaml::duration")]
+    #[schemars(with = "yaml::DurationText")]
     pub busy_poll: Duration,
 }
 
@@ -159,7 +192,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Unmatched {
     #[default]
@@ -167,7 +200,7 @@ pub enum Unmatched {
     Passthrough,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -175,7 +208,7 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -189,6 +222,16 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
+}
+
+/// A SPEC field this version refuses (`not_supported`): in the schema it is no valid value,
+/// so an editor flags it with the same words `check` prints.
+fn not_built(field: &str, section: &str) -> schemars::Schema {
+    schemars::json_schema!({ "description": not_supported(field, section), "not": {} })
+}
+
+fn not_built_tracing(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    not_built("tracing", "§7")
 }
 
 fn unspanned<T: Default>() -> Spanned<T> {
@@ -284,11 +327,30 @@ pub fn not_supported(field: &str, section: &str) -> String {
     format!("{field} is not supported by this version (SPEC {section})")
 }
 
+/// The config's JSON Schema (`scopegate schema config`).
+pub fn schema() -> schemars::Schema {
+    crate::schema::generate::<RawConfig>(
+        "scopegate config",
+        "The static config of scopegate (SPEC §1.1), read once at start.",
+    )
+}
+
 impl Config {
     pub fn load(file: &Path) -> Result<Config, FileErrors> {
         let text = yaml::read(file)?;
-        let raw: RawConfig = yaml::parse(file, &text)?;
-        Config::from_raw(file, raw)
+        match yaml::parse::<RawConfig>(file, &text) {
+            Ok(raw) => Config::from_raw(file, raw),
+            Err(refused) => Err(crate::schema::all_errors(
+                file,
+                &text,
+                crate::schema::Kind::Config,
+                refused,
+                |rest| match yaml::parse::<RawConfig>(file, rest) {
+                    Ok(raw) => Config::from_raw(file, raw).err().unwrap_or_default().0,
+                    Err(_) => Vec::new(),
+                },
+            )),
+        }
     }
 
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {

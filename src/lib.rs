@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod reload;
+pub mod schema;
 pub mod server;
 pub mod store;
 pub mod wire;

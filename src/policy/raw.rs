@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
@@ -61,41 +62,72 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+impl JsonSchema for Str<'_> {
+    fn schema_name() -> Cow<'static, str> {
+        "String".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        String::json_schema(g)
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+}
+
+/// The policy's JSON Schema (`scopegate schema policy`).
+pub fn schema() -> schemars::Schema {
+    crate::schema::generate::<RawPolicy>(
+        "scopegate policy",
+        "The policy of scopegate (SPEC §1.2): routes, apps, API keys; hot-reloaded.",
+    )
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy<'a> {
+    #[schemars(with = "u32")]
     pub version: Spanned<u32>,
     /// Name -> description; the description's line locates the entry.
     #[serde(default, deserialize_with = "unique")]
+    #[schemars(with = "BTreeMap<String, String>")]
     pub scopes: BTreeMap<String, Spanned<String>>,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<RawRoute<'a>>")]
     pub routes: Vec<Spanned<RawRoute<'a>>>,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<RawApp<'a>>")]
     pub apps: Vec<Spanned<RawApp<'a>>>,
     #[serde(default, borrow)]
     pub api_keys: RawApiKeys<'a>,
     #[serde(default)]
+    #[schemars(with = "Vec<RawJweKey>")]
     pub jwe_keys: Vec<Spanned<RawJweKey>>,
     /// The claims that name the app, first present wins (SPEC §3.2; default `[appId]`).
+    #[schemars(with = "Option<Vec<String>>")]
     pub app_id_claims: Option<Spanned<Vec<String>>>,
     #[serde(default, borrow)]
+    #[schemars(with = "Option<RawTokenEndpoint<'a>>")]
     pub token_endpoint: Option<Spanned<RawTokenEndpoint<'a>>>,
+    #[schemars(with = "Option<RawIssuer>")]
     pub issuer: Option<Spanned<RawIssuer>>,
+    #[schemars(with = "Option<RawUpstreamAssertion>")]
     pub upstream_assertion: Option<Spanned<RawUpstreamAssertion>>,
 }
 
 /// scopegate's own signing key (SPEC §3.7).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub name: String,
+    #[schemars(with = "PathBuf")]
     pub signing_key_file: Spanned<PathBuf>,
     pub kid: String,
     #[serde(default)]
+    #[schemars(with = "Vec<RawPreviousKey>")]
     pub previous_keys: Vec<Spanned<RawPreviousKey>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPreviousKey {
     pub kid: String,
@@ -103,23 +135,27 @@ pub struct RawPreviousKey {
 }
 
 /// The client-credentials exchange (SPEC §3.7).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenEndpoint<'a> {
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     #[serde(default, with = "yaml::duration::option")]
+    #[schemars(with = "Option<yaml::DurationText>")]
     pub ttl: Option<Duration>,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<RawClient<'a>>")]
     pub clients: Vec<Spanned<RawClient<'a>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawClient<'a> {
     #[serde(borrow)]
     pub access_key: Str<'a>,
     pub secret_sha256: String,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<String>")]
     pub scopes: Vec<Spanned<Str<'a>>>,
     #[serde(default, borrow, deserialize_with = "unique")]
     pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
@@ -127,15 +163,16 @@ pub struct RawClient<'a> {
 }
 
 /// The signed identity token for the upstream (SPEC §3.7).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamAssertion {
     pub header: Option<String>,
     #[serde(default, with = "yaml::duration::option")]
+    #[schemars(with = "Option<yaml::DurationText>")]
     pub ttl: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthKind {
     Jwt,
@@ -144,7 +181,7 @@ pub enum AuthKind {
     None,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encryption {
     #[default]
@@ -152,7 +189,7 @@ pub enum Encryption {
     Supported,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     #[default]
@@ -160,7 +197,7 @@ pub enum Mode {
     Shadow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Read,
@@ -168,25 +205,31 @@ pub enum Action {
     Delete,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute<'a> {
     pub id: String,
+    #[schemars(with = "Vec<String>")]
     pub methods: Vec<Spanned<String>>,
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     pub auth: Vec<AuthKind>,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<String>")]
     pub scopes: Vec<Spanned<Str<'a>>>,
+    #[schemars(with = "Option<RawResource>")]
     pub resource: Option<Spanned<RawResource>>,
     #[serde(default)]
     pub encryption: Encryption,
+    #[schemars(with = "Option<String>")]
     pub upstream: Option<Spanned<String>>,
     #[serde(default)]
     pub mode: Mode,
+    #[schemars(with = "Option<RawWebhook>")]
     pub webhook: Option<Spanned<RawWebhook>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
     pub kind: String,
@@ -194,16 +237,17 @@ pub struct RawResource {
     pub action: Option<Action>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     pub secret: SecretRef,
     #[serde(default, with = "yaml::duration::option")]
+    #[schemars(with = "Option<yaml::DurationText>")]
     pub tolerance: Option<Duration>,
 }
 
 /// Where a secret comes from. `value` is accepted for demos and warned about.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum SecretRef {
     Env(String),
@@ -244,14 +288,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawGrant<'a> {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+impl JsonSchema for RawGrant<'_> {
+    fn schema_name() -> Cow<'static, str> {
+        "Grant".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A list of items, or a map of item to actions: a list grants every action on each item, a map the listed ones; \"*\" stands for any item.",
+            "anyOf": [
+                g.subschema_for::<Vec<String>>(),
+                g.subschema_for::<BTreeMap<String, Vec<Action>>>(),
+            ]
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub per_second: f64,
     pub burst: u32,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPayloadEncryption {
     pub public_key_file: Option<PathBuf>,
@@ -304,16 +363,18 @@ where
     Ok(out)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApp<'a> {
     #[serde(borrow)]
     pub client_id: Str<'a>,
     #[serde(borrow)]
     pub name: Option<Str<'a>>,
+    #[schemars(with = "Vec<String>")]
     pub algorithms: Vec<Spanned<String>>,
     pub secret: Option<SecretRef>,
     pub public_key_file: Option<PathBuf>,
+    #[schemars(with = "Option<String>")]
     pub jwks_url: Option<Spanned<String>>,
     pub jwks_ca_file: Option<PathBuf>,
     pub issuer: Option<String>,
@@ -321,8 +382,10 @@ pub struct RawApp<'a> {
     #[serde(default = "yes")]
     pub require_exp: bool,
     #[serde(default, with = "yaml::duration::option")]
+    #[schemars(with = "Option<yaml::DurationText>")]
     pub leeway: Option<Duration>,
     #[serde(default, with = "yaml::duration::option")]
+    #[schemars(with = "Option<yaml::DurationText>")]
     pub max_lifetime: Option<Duration>,
     #[serde(default)]
     pub enforce_jti: bool,
@@ -330,8 +393,10 @@ pub struct RawApp<'a> {
     pub single_use_jti: bool,
     #[serde(default)]
     pub enforce_jwe: bool,
+    #[schemars(with = "Option<RawPayloadEncryption>")]
     pub payload_encryption: Option<Spanned<RawPayloadEncryption>>,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<String>")]
     pub scopes: Vec<Spanned<Str<'a>>>,
     #[serde(default, borrow, deserialize_with = "unique")]
     pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
@@ -340,7 +405,7 @@ pub struct RawApp<'a> {
     pub rate_limit: Option<RawRateLimit>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     #[default]
@@ -348,7 +413,7 @@ pub enum Environment {
     Test,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey<'a> {
     #[serde(borrow)]
@@ -360,6 +425,7 @@ pub struct RawApiKey<'a> {
     #[serde(default)]
     pub environment: Environment,
     #[serde(default, borrow)]
+    #[schemars(with = "Vec<String>")]
     pub scopes: Vec<Spanned<Str<'a>>>,
     #[serde(default, borrow, deserialize_with = "unique")]
     pub resources: BTreeMap<Str<'a>, RawGrant<'a>>,
@@ -370,7 +436,7 @@ pub struct RawApiKey<'a> {
     pub rate_limit: Option<RawRateLimit>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawJweKey {
     pub kid: String,
@@ -451,6 +517,19 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawApiKeys<'a> {
             }
         }
         d.deserialize_seq(V)
+    }
+}
+
+/// Read key by key (above), written as a plain list of keys.
+impl JsonSchema for RawApiKeys<'_> {
+    fn schema_name() -> Cow<'static, str> {
+        "ApiKeys".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        Vec::<RawApiKey>::json_schema(g)
+    }
+    fn inline_schema() -> bool {
+        true
     }
 }
 

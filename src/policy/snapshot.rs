@@ -191,4 +191,23 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+
+    /// A reload is refused with every error of the file (the loader `check` uses), and the
+    /// policy in force stays.
+    #[test]
+    fn a_refused_reload_names_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("policy.yaml");
+        std::fs::write(&file, "version: 1\nscopes: { a: x }\n").unwrap();
+        let (policies, _) = Policies::load(&file, Context::standalone()).unwrap();
+        std::fs::write(
+            &file,
+            "version: 1\nscopes: { a: x }\nroutes:\n  - { id: r, methods: [GET], path: /r, auth: [jwt], scopes: [b] }\nrouts: []\napps:\n  - { client_id: c, algorithms: HS256 }\n",
+        )
+        .unwrap();
+        let errors = policies.reload().unwrap_err();
+        let lines: Vec<u64> = errors.0.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5, 7], "{errors}");
+        assert_eq!(policies.current().generation, 1);
+    }
 }

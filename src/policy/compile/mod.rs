@@ -107,8 +107,24 @@ pub fn compile_hashed(
             }
         }
     }
-    let raw: RawPolicy = yaml::parse(file, text)?;
-    compile_raw(file, raw, ctx, sha256)
+    match yaml::parse::<RawPolicy>(file, text) {
+        Ok(raw) => compile_raw(file, raw, ctx, sha256),
+        Err(refused) => Err(crate::schema::all_errors(
+            file,
+            text,
+            crate::schema::Kind::Policy,
+            refused,
+            |rest| match yaml::parse::<RawPolicy>(file, rest) {
+                Ok(raw) => {
+                    compile_raw(file, raw, ctx, String::new())
+                        .err()
+                        .unwrap_or_default()
+                        .0
+                }
+                Err(_) => Vec::new(),
+            },
+        )),
+    }
 }
 
 fn compile_raw<'a>(
