@@ -287,7 +287,12 @@ pub fn not_supported(field: &str, section: &str) -> String {
 impl Config {
     pub fn load(file: &Path) -> Result<Config, FileErrors> {
         let text = yaml::read(file)?;
-        let raw: RawConfig = yaml::parse(file, &text)?;
+        Config::parse(file, &text)
+    }
+
+    /// Reads a config from its text; `file` names it in errors and anchors relative paths.
+    pub fn parse(file: &Path, text: &str) -> Result<Config, FileErrors> {
+        let raw: RawConfig = yaml::parse(file, text)?;
         Config::from_raw(file, raw)
     }
 

@@ -50,11 +50,11 @@ pub fn binding(issuer: &str, secret_sha256: &[u8; 32]) -> String {
 /// The body partners send today, field names and all. Unknown members are ignored; a
 /// member given twice, a missing one, or one that is not a string is a malformed request.
 #[derive(Deserialize)]
-struct Credentials {
+pub struct Credentials {
     #[serde(rename = "accessKey")]
-    access_key: String,
+    pub access_key: String,
     #[serde(rename = "secretKey")]
-    secret_key: String,
+    pub secret_key: String,
 }
 
 /// Failures in the current minute of one access key or address.
@@ -109,6 +109,13 @@ impl Guard {
     }
 }
 
+/// Reads the request body. `pub` for the fuzz target (`fuzz_api`).
+#[doc(hidden)]
+pub fn read_body(bytes: &[u8]) -> Result<Credentials, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| Error::MalformedRequest("token request is not {\"accessKey\", \"secretKey\"}"))
+}
+
 fn key_slot(access_key: &str) -> String {
     format!("key:{access_key}")
 }
@@ -158,9 +165,7 @@ impl Exchange<'_> {
             ));
         }
         let bytes = read_limited(body, MAX_BODY).await?;
-        let creds: Credentials = serde_json::from_slice(&bytes).map_err(|_| {
-            Error::MalformedRequest("token request is not {\"accessKey\", \"secretKey\"}")
-        })?;
+        let creds = read_body(&bytes)?;
         let key = key_slot(&creds.access_key);
         if let Some(retry_after_secs) = self.guard.locked(&key, started) {
             return Err(Error::RateLimited { retry_after_secs });
