@@ -15,8 +15,11 @@ pub use edge::{credential, framing, path, token_body, webhook};
 pub use files::{config, policy};
 pub use jose::{JWS_SECRET, jwe, jwks, jws};
 
+/// A target's body: the fuzzer's bytes in, a panic for a bug.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, as `fuzz/Cargo.toml` names its binaries.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("jws", jws),
     ("jwe", jwe),
