@@ -155,6 +155,16 @@ fn check_token(policy: &Policy, token: &str) -> Result<String, &'static str> {
         let _ = jwt::check_time(v, -1.0);
     }
     if whole.is_ok() {
+        // What verifies is JSON as any other reader sees it (RFC 7519 §7.2: UTF-8 JSON).
+        for part in token.split('.').take(2) {
+            let bytes = URL_SAFE_NO_PAD
+                .decode(part)
+                .expect("verified, so base64url");
+            assert!(
+                serde_json::from_slice::<Value>(&bytes).is_ok(),
+                "a token part that is not JSON verified: {bytes:?}"
+            );
+        }
         assert_eq!(
             outcome(&wrapped),
             whole,
