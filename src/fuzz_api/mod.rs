@@ -40,6 +40,16 @@ fn names_a_device(text: &str) -> bool {
     ["/dev", "/proc", "/sys"].iter().any(|d| text.contains(d))
 }
 
+/// Whether `bytes` are JSON as a generic reader sees them: UTF-8, and read by serde_json
+/// into a `Value` unless they hold a `\u` escape (RFC 8259's grammar allows a lone
+/// surrogate escape, which `Value` refuses and a reader that skips the member accepts).
+fn is_json(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(text).is_ok() || text.contains("\\u")
+}
+
 /// The lines of a pretty `Debug` rendering, sorted: two values built from the same input
 /// have the same multiset of lines even where a `HashMap` lists them in another order (each
 /// map has its own hasher seed).
