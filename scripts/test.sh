@@ -10,8 +10,10 @@
 # binary exists in Debian), kubernetes-validate (offline Kubernetes API schemas) and
 # promql-parser (the alert rules' PromQL) for the Helm chart test; and, pinned, jsonschema and
 # PyYAML (an independent JSON Schema validator: tests/schema/validate.py checks the examples
-# against policies/schema/). The Wycheproof test reads
-# ../shared/vectors/wycheproof. The container image is built and smoke-tested
+# against policies/schema/). The Wycheproof test reads ../shared/vectors/wycheproof. The fuzz
+# smoke installs cargo-fuzz (pinned, with cargo install) when it is missing and runs every fuzz
+# target for a few seconds on the stable toolchain (fuzz/README.md; SCOPEGATE_FUZZ_SMOKE=0
+# skips it). The container image is built and smoke-tested
 # (deploy/image/build.sh) where podman is installed (this script does not install it),
 # except in CI, where its release build is too slow, unless SCOPEGATE_IMAGE_TEST=1.
 set -euo pipefail
@@ -81,3 +83,16 @@ else
   TAIL=9 quiet deploy/image/build.sh
 fi
 cargo test --locked "$@"
+
+# Fuzz smoke: every target for a few seconds from its committed seeds (tests/fuzz_corpus.rs
+# above already replayed each seed on stable; this runs the libFuzzer binaries themselves).
+CARGO_FUZZ=0.13.2
+if [ "${SCOPEGATE_FUZZ_SMOKE:-}" = 0 ]; then
+  echo "fuzz smoke skipped: SCOPEGATE_FUZZ_SMOKE=0"
+else
+  if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ" ]; then
+    echo "test.sh: installing cargo-fuzz $CARGO_FUZZ"
+    cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ"
+  fi
+  fuzz/run-all.sh -t 2
+fi

@@ -338,11 +338,17 @@ pub fn schema() -> schemars::Schema {
 impl Config {
     pub fn load(file: &Path) -> Result<Config, FileErrors> {
         let text = yaml::read(file)?;
-        match yaml::parse::<RawConfig>(file, &text) {
+        Config::parse(file, &text)
+    }
+
+    /// Reads a config from its text; `file` names it in errors and anchors relative paths.
+    /// A refused file is read again for every error it holds (`schema::all_errors`).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, FileErrors> {
+        match yaml::parse::<RawConfig>(file, text) {
             Ok(raw) => Config::from_raw(file, raw),
             Err(refused) => Err(crate::schema::all_errors(
                 file,
-                &text,
+                text,
                 crate::schema::Kind::Config,
                 refused,
                 |rest| match yaml::parse::<RawConfig>(file, rest) {

@@ -13,6 +13,8 @@ pub mod decide;
 pub mod demo;
 pub mod error;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod issuer;
 pub mod jose;
 pub mod observe;

@@ -554,10 +554,17 @@ pub fn check_time(v: &Verified, now: f64) -> Result<(), Error> {
     Ok(())
 }
 
+/// A header or payload part, decoded. It must be UTF-8 as a whole (RFC 7519 §7.2): serde_json
+/// checks the strings it keeps, not the members it skips, so bytes that are not UTF-8 in an
+/// unknown member would otherwise verify (found by the `jws` fuzz target).
 fn b64(part: &str) -> Result<Vec<u8>, Error> {
-    URL_SAFE_NO_PAD
+    let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| Error::InvalidToken("bad base64url"))
+        .map_err(|_| Error::InvalidToken("bad base64url"))?;
+    if std::str::from_utf8(&bytes).is_err() {
+        return Err(Error::InvalidToken("token part is not UTF-8"));
+    }
+    Ok(bytes)
 }
 
 fn numeric(claim: &Claim<'_>) -> Result<Option<f64>, Error> {
@@ -578,5 +585,34 @@ fn header_safe(claim: Option<&str>) -> Result<HeaderValue, Error> {
         _ => Err(Error::InvalidToken(
             "claim bound for a header is not a plain string",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `jws` fuzz target: `"typ":"JW\x9a"` in a header (or any member nobody
+    /// reads, in the header or the claims) passed for JSON.
+    #[test]
+    fn a_part_that_is_not_utf8_is_refused_even_in_a_member_nobody_reads() {
+        let part = |json: &[u8]| URL_SAFE_NO_PAD.encode(json);
+        let good = format!(
+            "{}.{}.sig",
+            part(br#"{"alg":"HS256","typ":"JWT"}"#),
+            part(b"{}")
+        );
+        assert!(Jws::parse(&good).is_ok());
+        let bad = format!(
+            "{}.{}.sig",
+            part(b"{\"alg\":\"HS256\",\"typ\":\"JW\x9a\"}"),
+            part(b"{}")
+        );
+        assert_eq!(
+            Jws::parse(&bad).err().map(|e| e.code()),
+            Some("invalid_token")
+        );
+        assert!(b64(&part(b"{\"appId\":\"a\",\"x\":\"\xff\"}")).is_err());
+        assert!(b64(&part(br#"{"appId":"a","x":"\u00ff"}"#)).is_ok());
     }
 }

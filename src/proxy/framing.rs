@@ -39,7 +39,11 @@ pub struct Scanner {
     /// The first bytes of the current line, lower-cased (enough to tell the two names).
     line: [u8; 18],
     line_len: usize,
-    line_empty: bool,
+    /// Every byte of the current line so far is a CR (they are passed over before a name).
+    only_cr: bool,
+    /// Bytes of the current line so far, over all reads: an empty line is "" or a lone CR
+    /// however the reads split it.
+    line_bytes: usize,
     seen_cl: bool,
     seen_te: bool,
 }
@@ -51,7 +55,8 @@ impl Scanner {
             flag,
             line: [0; 18],
             line_len: 0,
-            line_empty: true,
+            only_cr: true,
+            line_bytes: 0,
             seen_cl: false,
             seen_te: false,
         }
@@ -63,11 +68,16 @@ impl Scanner {
             // the end of the line (the bulk of a body is passed over by `memchr`).
             let newline = memchr::memchr(b'\n', bytes);
             let line = &bytes[..newline.unwrap_or(bytes.len())];
-            for &b in line.iter().take(self.line.len() - self.line_len) {
-                if b == b'\r' && self.line_empty {
+            // Leading CRs are passed over whatever their number, in this read or earlier
+            // ones, so the verdict never depends on where the reads split a line.
+            for &b in line {
+                if self.line_len == self.line.len() {
+                    break;
+                }
+                if b == b'\r' && self.only_cr {
                     continue;
                 }
-                self.line_empty = false;
+                self.only_cr = false;
                 let b = b.to_ascii_lowercase();
                 if self.line_len == 0 && b != b'c' && b != b't' {
                     // Neither name can start here: the rest of the line is passed over.
@@ -83,12 +93,9 @@ impl Scanner {
                     _ => {}
                 }
             }
-            if line.len() > 1 {
-                // Longer than a lone CR: not an empty line, whatever the scan above kept.
-                self.line_empty = false;
-            }
+            self.line_bytes = self.line_bytes.saturating_add(line.len());
             let Some(n) = newline else { return };
-            if self.line_empty {
+            if self.only_cr && self.line_bytes <= 1 {
                 // An empty line: the end of a header block (or a blank body line).
                 if self.seen_cl && self.seen_te {
                     self.flag.0.store(true, Ordering::Relaxed);
@@ -97,7 +104,8 @@ impl Scanner {
                 self.seen_te = false;
             }
             self.line_len = 0;
-            self.line_empty = true;
+            self.only_cr = true;
+            self.line_bytes = 0;
             bytes = &bytes[n + 1..];
         }
     }
@@ -242,6 +250,22 @@ mod tests {
             );
             assert_eq!(scanned(&chunks), want, "{chunks:?}");
         }
+    }
+
+    /// Found by the fuzz target `framing` (a differential against one-byte reads): a line
+    /// of two CRs read in two pieces was taken for an empty line, which ended the block, and
+    /// leading CRs split over reads counted against the 18 bytes a name is looked for in.
+    #[test]
+    fn how_reads_split_a_line_never_changes_the_verdict() {
+        let input = b"content-length: 1\r\n\r\r\ntransfer-encoding: x\r\n\r\n";
+        assert!(scanned(&[input]));
+        let (a, b) = input.split_at(20);
+        assert_eq!(a, b"content-length: 1\r\n\r");
+        assert!(scanned(&[a, b]));
+        let crs = [b'\r'; 30];
+        let line = [&crs[..], b"content-length: 1\ntransfer-encoding: x\n\n"].concat();
+        assert!(scanned(&[&line]));
+        assert!(scanned(&[&line[..10], &line[10..]]));
     }
 
     #[test]

@@ -127,7 +127,9 @@ pub fn compile_hashed(
     }
 }
 
-fn compile_raw<'a>(
+/// Compiles a policy already read (by serde_json or the YAML parser); the fuzz target
+/// compares the two readings of one document through it.
+pub(crate) fn compile_raw<'a>(
     file: &'a Path,
     raw: RawPolicy<'a>,
     ctx: &'a Context,

@@ -1,0 +1,4 @@
+//! Fuzzes `scopegate::fuzz_api::framing` (its doc says what is checked).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| scopegate::fuzz_api::framing(data));
