@@ -72,7 +72,10 @@ part_reloads() {
     before=$(metric "$ADMIN" 'scopegate_policy_reloads_total{result="success"}')
     load reloads-load 600
     sleep 1
+    local rss0 rss1
+    rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
     timeout 400 "$PYTHON" "$HERE/reloads.py" "$WORK/policy/policy.yaml" "$ADMIN" "$RELOADS" 300 >"$WORK/reloads.json"
+    rss1=$(awk '/^VmRSS/ {print $2}' "/proc/$PROXY_PID/status")
     kill -TERM "$LOAD_PID"
     wait "$LOAD_PID" || true
     after=$(metric "$ADMIN" 'scopegate_policy_reloads_total{result="success"}')
@@ -80,6 +83,7 @@ part_reloads() {
     local f=$WORK/reloads-load.json r=$WORK/reloads.json
     echo
     echo "- reloads: $(json "$r" 'f"{made} made in {seconds} s ({made / seconds:.1f}/s), {seen} new generations seen, slowest {slowest_ms} ms"'); counted by /metrics: $((after - before)) success, $failed failure"
+    echo "- proxy RSS before / after the reloads: $rss0 / $rss1 KiB ($(((rss1 - rss0) * 1024 / RELOADS)) bytes per reload)"
     echo "- load: $(json "$f" 'f"{total} requests ({rate} req/s), {failures} failures, {unexpected} unexpected; p50 / p99 / max {p50_ms} / {p99_ms} / {max_ms} ms"')"
     check "no failed or unexpected request" "$(json "$f" 'failures == 0 and unexpected == 0')"
     check "every reload counted" "$(json "$r" "made == $RELOADS and seen == made and made == $((after - before))")"
@@ -211,6 +215,7 @@ part_trickle() {
 
 part_refused_body() {
     echo "### A request refused before its body is read, then another on its connection"
+    echo
     proxy refused-body
     "$PYTHON" "$HERE/refused_body.py" "$PORT" 200 | tee "$WORK/refused-body.txt" | sed 's/^/- /'
     check "the connection stays usable, or the refusal says Connection: close" \

@@ -17,7 +17,8 @@
 # descriptors first/last and their least-squares slope per minute. Exits 1 when a check fails.
 # Loopback only, bounded (MINUTES), every process it starts stopped on exit.
 #
-# Settings: MINUTES=10 RATE=200 ROTATE_SECONDS=60 SAMPLE_SECONDS=5 WORKERS=32
+# Settings: MINUTES=10 RATE=200 ROTATE_SECONDS=60 POLICY_SECONDS=1 (0: never rewritten)
+#   SAMPLE_SECONDS=5 WORKERS=32
 #   SCOPEGATE_BIN=path (default: $CARGO_TARGET_DIR/release/scopegate) WORK=dir
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MINUTES=${MINUTES:-10}
 RATE=${RATE:-200}
 ROTATE_SECONDS=${ROTATE_SECONDS:-60}
+POLICY_SECONDS=${POLICY_SECONDS:-1}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-5}
 WORKERS=${WORKERS:-32}
 WORK=${WORK:-$REPO/target/soak/soak-$(date +%Y%m%d-%H%M%S)}
@@ -73,11 +75,12 @@ RELOADS0_PLAIN=$(metric "$PLAIN_ADMIN" "$RELOADS")
 CERTS0=$(metric "$TLS_ADMIN" "$TLS_RELOADS")
 
 # ---------------------------------------------------------------- background changes
-# Policy rewritten every second; each write counted in policy-writes.
+# Policy rewritten every POLICY_SECONDS; each write counted in policy-writes.
 (
     n=0
-    while true; do
-        sleep 1
+    echo 0 >"$WORK/policy-writes"
+    while ((POLICY_SECONDS > 0)); do
+        sleep "$POLICY_SECONDS"
         n=$((n + 1))
         write_policy "$n"
         echo "$n" >"$WORK/policy-writes"
@@ -85,14 +88,16 @@ CERTS0=$(metric "$TLS_ADMIN" "$TLS_RELOADS")
 ) &
 PIDS+=($!)
 REWRITER=$!
-# Certificate rotated every ROTATE_SECONDS.
+# Certificate rotated every ROTATE_SECONDS, the first after half of it: the last rotation
+# then lands well before the end, in time for clients' new connections to meet it.
 (
     n=0
+    sleep "$(awk -v s="$ROTATE_SECONDS" 'BEGIN { print s / 2 }')"
     while true; do
-        sleep "$ROTATE_SECONDS"
         n=$((n + 1))
         issue_cert "$n"
         echo "$n" >"$WORK/cert-rotations"
+        sleep "$ROTATE_SECONDS"
     done
 ) &
 PIDS+=($!)
@@ -118,7 +123,7 @@ log "load: $RATE req/s for $MINUTES min over TLS :$TLS_PORT and plain :$PLAIN_PO
 LOAD=$!
 PIDS+=("$LOAD")
 wait "$LOAD"
-kill "$REWRITER" "$ROTATOR" "$SAMPLER"
+kill "$REWRITER" "$ROTATOR" "$SAMPLER" 2>/dev/null || true # the rewriter may have ended (POLICY_SECONDS=0)
 sleep 2 # the last write's reload (debounced, compiled) lands
 for p in "$TLS_PID" "$PLAIN_PID"; do
     kill -0 "$p" || { echo "proxy $p died during the run" >&2; exit 1; }
@@ -132,6 +137,9 @@ export RELOADS_TLS=$(($(metric "$TLS_ADMIN" "$RELOADS") - RELOADS0_TLS))
 export RELOADS_PLAIN=$(($(metric "$PLAIN_ADMIN" "$RELOADS") - RELOADS0_PLAIN))
 export CERT_RELOADS=$(($(metric "$TLS_ADMIN" "$TLS_RELOADS") - CERTS0))
 export FAILED_RELOADS=$(($(metric "$TLS_ADMIN" 'scopegate_policy_reloads_total{result="failure"}') + $(metric "$PLAIN_ADMIN" 'scopegate_policy_reloads_total{result="failure"}')))
+# The shared token cache's entries (moka, keyed by policy generation and token).
+cache_entries() { curl -sf "http://127.0.0.1:$1/policy" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token_cache_entries"]["shared"])'; }
+export CACHE_TLS=$(cache_entries "$TLS_ADMIN") CACHE_PLAIN=$(cache_entries "$PLAIN_ADMIN")
 export VERSION="$("$BIN" --version) ($BIN)"
 "$PYTHON" - <<'EOF' | tee "$WORK/report.md"
 import json, os, sys, time
@@ -175,6 +183,7 @@ for name, pid in (("TLS", e["TLS_PID"]), ("plain", e["PLAIN_PID"])):
     print(f"| RSS, {name} proxy: first / last KiB, slope (whole run; second half) | {s[0][1]} / {s[-1][1]}, "
           f"{slope([(t, m) for t, m, _ in s]):+.1f} KiB/min; {slope([(t, m) for t, m, _ in half]):+.1f} KiB/min |")
     print(f"| open fds, {name} proxy: first / last, slope | {s[0][2]} / {s[-1][2]}, {slope([(t, f) for t, _, f in s]):+.2f} fds/min |")
+print(f"| shared token-cache entries at the end, TLS / plain proxy (`/policy`) | {e['CACHE_TLS']} / {e['CACHE_PLAIN']} |")
 print("\nRequests per case (status: count):\n")
 for case, c in r["by_case"].items():
     print(f"- {case}: {c['requests']} ({', '.join(f'{k}: {v}' for k, v in sorted(c['statuses'].items()))})")
