@@ -146,7 +146,7 @@ fn jwks(c: &mut Criterion) {
         .expect("runtime");
     for t in [&pem_token, &jwks_token] {
         local
-            .block_on(verifier.verify(&snap, t, false, unix_now()))
+            .block_on(verifier.verify(&snap, t, false, unix_now(), None))
             .expect("verifies");
     }
 
@@ -159,7 +159,7 @@ fn jwks(c: &mut Criterion) {
         group.bench_function(format!("cache_hit/{name}"), |b| {
             b.iter(|| {
                 local
-                    .block_on(verifier.verify(&snap, black_box(t), false, unix_now()))
+                    .block_on(verifier.verify(&snap, black_box(t), false, unix_now(), None))
                     .is_ok()
             })
         });

@@ -26,6 +26,7 @@ use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
 use crate::config::Unmatched;
 use crate::error::{Error, Source};
+use crate::observe::trace::{self, Kind};
 use crate::path::Normalized;
 use crate::policy::Route;
 use crate::policy::snapshot::Snapshot;
@@ -58,6 +59,8 @@ pub struct Seen<'s> {
     /// Each check and its outcome, in order, when someone will read them (`explain`);
     /// `None` on the request path, where recording costs a branch and nothing else.
     pub checks: Option<Vec<Check>>,
+    /// The request's span with `tracing` on (SPEC §7); `None` costs one branch per hook.
+    pub span: Option<trace::Span>,
 }
 
 /// One check of the decision and how it went.
@@ -199,7 +202,9 @@ impl Decider {
             )
             .await?;
             let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
+            let span = trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal);
             let verified = webhook::verify(w, sig, &bytes, unix_now() as i64);
+            trace::end(span, &verified);
             seen.checked("verify", verified, |_| "webhook signature".into())?;
             *body = full(bytes);
             Principal {
@@ -216,23 +221,36 @@ impl Decider {
                 }
                 .into()
             })?;
+            let span = credential
+                .as_ref()
+                .and_then(|_| trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal));
             let verified = match credential {
                 None if route.auth.none => Ok(Principal::anonymous(catalogue)),
                 None => Err(Error::MissingCredentials),
                 Some(Credential::Jws(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, false, unix_now()).await
+                    let now = unix_now();
+                    self.verifier
+                        .verify(snap, token, false, now, span.as_ref())
+                        .await
                 }
                 Some(Credential::Jwe(token)) if route.auth.jwt => {
-                    self.verifier.verify(snap, token, true, unix_now()).await
+                    let now = unix_now();
+                    self.verifier
+                        .verify(snap, token, true, now, span.as_ref())
+                        .await
                 }
                 Some(Credential::ApiKey(key)) if route.auth.api_key => {
                     let store = self.key_store.as_deref();
-                    api_key::verify(snap, store, key, unix_now() as i64).await
+                    api_key::verify(snap, store, key, unix_now() as i64, span.as_ref()).await
                 }
                 Some(_) => Err(Error::InvalidToken(
                     "credential kind not accepted on this route",
                 )),
             };
+            if let (Some(s), Ok(p)) = (&span, &verified) {
+                s.set("scopegate.principal.kind", p.kind());
+            }
+            trace::end(span, &verified);
             seen.checked("verify", verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let once = match &p.identity {

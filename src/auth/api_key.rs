@@ -5,6 +5,7 @@
 use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
+use crate::observe::trace;
 use crate::policy::snapshot::Snapshot;
 use crate::policy::{ApiKey, Policy};
 
@@ -15,6 +16,7 @@ pub async fn verify(
     store: Option<&KeyStore>,
     presented: &str,
     now_unix: i64,
+    span: Option<&trace::Span>,
 ) -> Result<Principal, Error> {
     let hash = digest(presented);
     if let Some(key) = snap.policy.api_keys.get(&hash) {
@@ -23,10 +25,10 @@ pub async fn verify(
     let Some(store) = store else {
         return Err(Error::InvalidApiKey);
     };
-    let key = store
-        .lookup(snap, &hash)
-        .await?
-        .ok_or(Error::InvalidApiKey)?;
+    let lookup = trace::child(span, "scopegate.key_store", trace::Kind::Client);
+    let found = store.lookup(snap, &hash).await;
+    trace::end(lookup, &found);
+    let key = found?.ok_or(Error::InvalidApiKey)?;
     check(&key, now_unix)
 }
 
