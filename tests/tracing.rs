@@ -564,3 +564,127 @@ async fn the_authz_listener_traces_its_decisions() {
     // The service name defaults to scopegate.
     assert!(spans.iter().all(|(service, _)| service == "scopegate"));
 }
+
+/// A key the policy does not hold is looked up in the key store: a `scopegate.key_store`
+/// span under the verification's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_store_lookup_is_a_child_of_the_verification() {
+    let redis = common::redis_server::Redis::start().await;
+    let stored = "sk_live_tracing_stored_0123456789";
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let hash = scopegate::policy::compile::sha256_hex(stored.as_bytes());
+    let _: () = redis::cmd("HSET")
+        .arg(format!("scopegate:key:{hash}"))
+        .arg(&[("id", "stored-1"), ("scopes", "bots:read")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let collector = Collector::start().await;
+    let up = Upstream::start().await;
+    let mut p = ProxyBuilder::new(&policy())
+        .upstream("default", up.addr)
+        .config(&format!(
+            "key_store: {}\ntracing: {{ otlp_endpoint: {}, sample_ratio: 1 }}\n",
+            redis.url(),
+            collector.url()
+        ))
+        .start()
+        .await;
+    let a = get(&p.url("/v1/bots/b1"), &[("authorization", &bearer(stored))]).await;
+    assert_eq!(a.status, 200);
+    p.shutdown().await;
+    let spans = collector.spans();
+    let request = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "scopegate.request")
+        .unwrap();
+    assert_eq!(attributes(request)["scopegate.principal.id"], "stored-1");
+    let trace = by_name(&spans, &request.trace_id);
+    let verify = &trace["scopegate.verify"];
+    let lookup = &trace["scopegate.key_store"];
+    assert_eq!(verify.parent_span_id, request.span_id);
+    assert_eq!(lookup.parent_span_id, verify.span_id);
+    assert_eq!(lookup.kind, 3, "SPAN_KIND_CLIENT");
+    let raw = collector.raw();
+    assert!(!raw.windows(stored.len()).any(|w| w == stored.as_bytes()));
+}
+
+/// A token whose `kid` the keys in force lack makes a JWKS lookup: a `scopegate.jwks` span
+/// under the verification's, marked with the refusal when the key is still not there.
+#[tokio::test]
+async fn a_jwks_lookup_is_a_child_of_the_verification() {
+    let out = common::jose::jose_tool(
+        &["jwk", "--pub", &common::jose::key("app-rsa.pub.pem")],
+        None,
+    );
+    let mut jwk: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    jwk["kid"] = "old".into();
+    let doc = Bytes::from(json!({ "keys": [jwk] }).to_string());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req: Request<Incoming>| {
+                    let mut r = Response::new(Full::new(doc.clone()));
+                    r.headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let policy = format!(
+        r#"version: 1
+scopes: {{ read: Read }}
+routes:
+  - {{ id: r, methods: [GET], path: /r, auth: [jwt], scopes: [read] }}
+apps:
+  - {{ client_id: idp-app, algorithms: [RS256], jwks_url: "http://{jwks}/jwks", scopes: [read] }}
+"#
+    );
+    let collector = Collector::start().await;
+    let up = Upstream::start().await;
+    let mut p = ProxyBuilder::new(&policy)
+        .upstream("default", up.addr)
+        .config(&format!(
+            "tracing: {{ otlp_endpoint: {}, sample_ratio: 1 }}\n",
+            collector.url()
+        ))
+        .start()
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({ "appId": "idp-app", "sub": "u", "iat": now, "exp": now + 600 });
+    let token = common::jose::run(&[common::jose::sign_h(
+        "RS256",
+        &common::jose::key("app-rsa-other.key.pem"),
+        &claims,
+        json!({ "kid": "new" }),
+    )])
+    .remove(0);
+    let a = get(&p.url("/r"), &[("authorization", &bearer(&token))]).await;
+    assert_eq!((a.status, a.code().as_str()), (401, "invalid_token"));
+    p.shutdown().await;
+    let spans = collector.spans();
+    let request = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| s.name == "scopegate.request")
+        .unwrap();
+    let trace = by_name(&spans, &request.trace_id);
+    let verify = &trace["scopegate.verify"];
+    let lookup = &trace["scopegate.jwks"];
+    assert_eq!(verify.parent_span_id, request.span_id);
+    assert_eq!(lookup.parent_span_id, verify.span_id);
+    assert_eq!(attributes(lookup)["scopegate.code"], "invalid_token");
+    assert_eq!(attributes(verify)["scopegate.code"], "invalid_token");
+}

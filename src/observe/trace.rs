@@ -245,3 +245,15 @@ impl HttpClient for OnRuntime {
         Box::pin(async move { sent.await.map_err(|e| Box::new(e) as HttpError)? })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With tracing off every request still carries the `Option<Span>`: it must stay a few
+    /// words (the request future is copied whole when it moves).
+    #[test]
+    fn an_absent_span_costs_a_few_words() {
+        assert!(std::mem::size_of::<Option<Span>>() <= 4 * std::mem::size_of::<usize>());
+    }
+}
