@@ -69,6 +69,9 @@ impl Handler for Authz {
             &method,
             request_id,
         );
+        if let Some(tracer) = &state.tracer {
+            pending.trace.seen.span = Some(tracer.request(req.headers()));
+        }
         let decided = match original {
             Ok((method, target)) => {
                 let original = Original {

@@ -48,10 +48,39 @@ struct RawConfig {
     log: Spanned<LogConfig>,
     #[schemars(with = "Option<RawAuthz>")]
     authz: Option<Spanned<RawAuthz>>,
-    // SPEC §7's OpenTelemetry traces: read so its line can be named, then refused.
-    #[serde(default)]
-    #[schemars(schema_with = "not_built_tracing")]
-    tracing: Option<Spanned<serde::de::IgnoredAny>>,
+    #[schemars(with = "Option<RawTracing>")]
+    tracing: Option<Spanned<RawTracing>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RawTracing {
+    #[serde(default = "default_otlp_endpoint")]
+    #[schemars(with = "String")]
+    otlp_endpoint: Spanned<String>,
+    #[serde(default = "default_sample_ratio")]
+    #[schemars(with = "f64")]
+    sample_ratio: Spanned<f64>,
+    #[serde(default = "default_service_name")]
+    #[schemars(with = "String")]
+    service_name: Spanned<String>,
+}
+
+/// OpenTelemetry traces (SPEC §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// `http://host:port[/base]`, without a trailing slash.
+    pub otlp_endpoint: String,
+    /// For traces the client did not sample either way (parent-based).
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    /// Where OTLP/HTTP wants traces.
+    pub fn traces_url(&self) -> String {
+        format!("{}/v1/traces", self.otlp_endpoint)
+    }
 }
 
 /// An upstream as written: a base URL (short form), or a map with `url` and the TLS and
@@ -224,16 +253,6 @@ impl Default for LogConfig {
     }
 }
 
-/// A SPEC field this version refuses (`not_supported`): in the schema it is no valid value,
-/// so an editor flags it with the same words `check` prints.
-fn not_built(field: &str, section: &str) -> schemars::Schema {
-    schemars::json_schema!({ "description": not_supported(field, section), "not": {} })
-}
-
-fn not_built_tracing(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    not_built("tracing", "§7")
-}
-
 fn unspanned<T: Default>() -> Spanned<T> {
     Spanned::new(T::default(), Location::UNKNOWN, Location::UNKNOWN)
 }
@@ -249,6 +268,15 @@ fn default_prefix() -> Spanned<String> {
 }
 fn default_replay_store() -> Spanned<String> {
     default_string("memory")
+}
+fn default_otlp_endpoint() -> Spanned<String> {
+    default_string("http://127.0.0.1:4318")
+}
+fn default_sample_ratio() -> Spanned<f64> {
+    Spanned::new(1.0, Location::UNKNOWN, Location::UNKNOWN)
+}
+fn default_service_name() -> Spanned<String> {
+    default_string("scopegate")
 }
 
 /// An upstream base URL, split once so forwarding only concatenates.
@@ -319,6 +347,8 @@ pub struct Config {
     pub key_store: Option<String>,
     pub log: LogConfig,
     pub authz: Option<Authz>,
+    /// `tracing` (SPEC §7); `None`: off.
+    pub tracing: Option<TracingConfig>,
 }
 
 /// The refusal of a SPEC field this version does not build: named as such, so it does not
@@ -362,9 +392,31 @@ impl Config {
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
         let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
-        if let Some(t) = &raw.tracing {
-            err(t.referenced.line(), not_supported("tracing", "§7"));
-        }
+        let tracing = raw.tracing.as_ref().and_then(|t| {
+            let t = &t.value;
+            let endpoint = otlp_endpoint(&t.otlp_endpoint.value)
+                .map_err(|m| err(t.otlp_endpoint.referenced.line(), m))
+                .ok();
+            let ratio = t.sample_ratio.value;
+            if !(0.0..=1.0).contains(&ratio) {
+                err(
+                    t.sample_ratio.referenced.line(),
+                    format!("tracing.sample_ratio: {ratio} is not between 0 and 1"),
+                );
+            }
+            let name = t.service_name.value.trim();
+            if name.is_empty() {
+                err(
+                    t.service_name.referenced.line(),
+                    "tracing.service_name: must not be empty".into(),
+                );
+            }
+            Some(TracingConfig {
+                otlp_endpoint: endpoint?,
+                sample_ratio: ratio,
+                service_name: name.to_string(),
+            })
+        });
 
         let mut address = |what: &str, s: &Spanned<String>| {
             s.value.parse::<SocketAddr>().map_err(|_| {
@@ -508,8 +560,30 @@ impl Config {
             key_store,
             log,
             authz,
+            tracing,
         })
     }
+}
+
+/// `tracing.otlp_endpoint`: an `http://` base URL (the collector beside the proxy; the
+/// exporter's client speaks no TLS).
+fn otlp_endpoint(url: &str) -> Result<String, String> {
+    let what = "tracing.otlp_endpoint";
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{what}: {url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(not_supported(&format!("{what}: https://"), "§7")),
+        _ => return Err(format!("{what}: {url:?} is not an http:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{what}: {url:?} has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{what}: {url:?} cannot carry a query string"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn parse_upstream(file: &Path, name: &str, raw: &RawUpstream) -> Result<Upstream, String> {

@@ -23,18 +23,68 @@ fn full_config_parses_with_defaults_filled() {
     assert_eq!(c.unmatched, Unmatched::Deny);
 }
 
-/// (A block's line is its first value's: the parser locates values, not keys.)
 #[test]
-fn a_spec_field_not_built_is_refused_as_such_at_its_line() {
-    let e = load_str(
-        "policy_file: p\nupstreams: { default: http://a:1 }\ntracing:\n  otlp_endpoint: http://127.0.0.1:4318\n",
+fn the_tracing_block_parses_with_defaults_filled() {
+    let c = load_str(
+        "policy_file: p\nupstreams: { default: http://a:1 }\ntracing:\n  otlp_endpoint: http://collector:4318/otlp/\n  sample_ratio: 0.05\n  service_name: edge\n",
     )
-    .unwrap_err()
-    .to_string();
-    assert_eq!(
-        e,
-        "/etc/scopegate/scopegate.yaml:4: tracing is not supported by this version (SPEC §7)"
-    );
+    .unwrap();
+    let t = c.tracing.unwrap();
+    assert_eq!(t.traces_url(), "http://collector:4318/otlp/v1/traces");
+    assert_eq!(t.sample_ratio, 0.05);
+    assert_eq!(t.service_name, "edge");
+
+    let t = load_str("policy_file: p\nupstreams: { default: http://a:1 }\ntracing: {}\n")
+        .unwrap()
+        .tracing
+        .unwrap();
+    assert_eq!(t.traces_url(), "http://127.0.0.1:4318/v1/traces");
+    assert_eq!(t.sample_ratio, 1.0);
+    assert_eq!(t.service_name, "scopegate");
+
+    let off = load_str("policy_file: p\nupstreams: { default: http://a:1 }\n").unwrap();
+    assert!(off.tracing.is_none(), "off by default");
+}
+
+#[test]
+fn bad_tracing_values_are_refused_at_their_lines() {
+    let head = "policy_file: p\nupstreams: { default: http://a:1 }\ntracing:\n";
+    let cases = [
+        (
+            "  otlp_endpoint: https://collector:4318\n",
+            4,
+            "tracing.otlp_endpoint: https:// is not supported by this version (SPEC §7)",
+        ),
+        (
+            "  otlp_endpoint: grpc://collector:4317\n",
+            4,
+            "is not an http:// URL",
+        ),
+        ("  otlp_endpoint: \"http://\"\n", 4, "tracing.otlp_endpoint"),
+        (
+            "  otlp_endpoint: http://c:4318/?x=1\n",
+            4,
+            "cannot carry a query string",
+        ),
+        (
+            "  service_name: edge\n  sample_ratio: 1.5\n",
+            5,
+            "tracing.sample_ratio: 1.5 is not between 0 and 1",
+        ),
+        ("  sample_ratio: -0.1\n", 4, "not between 0 and 1"),
+        ("  sample_ratio: .nan\n", 4, "not between 0 and 1"),
+        (
+            "  service_name: \"\"\n",
+            4,
+            "tracing.service_name: must not be empty",
+        ),
+        ("  sample_rate: 0.5\n", 4, "sample_rate"),
+    ];
+    for (body, line, message) in cases {
+        let e = load_str(&format!("{head}{body}")).unwrap_err();
+        assert_eq!(e.0[0].line, line, "{body}: {e}");
+        assert!(e.to_string().contains(message), "{body}: {e}");
+    }
 }
 
 #[test]

@@ -26,6 +26,7 @@ use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
 use crate::config::Unmatched;
 use crate::error::{Error, Source};
+use crate::observe::trace::{self, Kind};
 use crate::path::Normalized;
 use crate::policy::Route;
 use crate::policy::snapshot::Snapshot;
@@ -58,6 +59,8 @@ pub struct Seen<'s> {
     /// Each check and its outcome, in order, when someone will read them (`explain`);
     /// `None` on the request path, where recording costs a branch and nothing else.
     pub checks: Option<Vec<Check>>,
+    /// The request's span with `tracing` on (SPEC §7); `None` costs one branch per hook.
+    pub span: Option<trace::Span>,
 }
 
 /// One check of the decision and how it went.
@@ -181,7 +184,9 @@ impl Decider {
             .await;
             let bytes = or_refuse!(read);
             let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
+            let span = trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal);
             let verified = webhook::verify(w, sig, &bytes, unix_now() as i64);
+            trace::end(span, &verified);
             or_refuse!(seen.checked("verify", verified, |_| "webhook signature".into()));
             *body = full(bytes);
             Principal {
@@ -199,6 +204,9 @@ impl Decider {
                 .into()
             });
             let credential = or_refuse!(extracted);
+            let span = credential
+                .as_ref()
+                .and_then(|_| trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal));
             let verified = match credential {
                 None if route.auth.none => Ok(Principal::anonymous(catalogue)),
                 None => Err(Error::MissingCredentials),
@@ -208,7 +216,8 @@ impl Decider {
                     match self.verifier.verify(snap, token, is_jwe, now) {
                         Verdict::Ready(decided) => decided,
                         Verdict::Wait(w) => {
-                            Box::pin(self.verifier.finish(snap, token, is_jwe, now, w)).await
+                            let finish = self.verifier.finish(snap, token, is_jwe, now, w, span.as_ref());
+                            Box::pin(finish).await
                         }
                     }
                 }
@@ -219,7 +228,8 @@ impl Decider {
                         // Boxed: a key-store lookup's state stays out of every request's future.
                         api_key::Verdict::InStore(hash) => match store {
                             Some(store) => {
-                                Box::pin(api_key::in_store(snap, store, hash, now)).await
+                                let lookup = api_key::in_store(snap, store, hash, now, span.as_ref());
+                                Box::pin(lookup).await
                             }
                             None => Err(Error::InvalidApiKey),
                         },
@@ -229,6 +239,10 @@ impl Decider {
                     "credential kind not accepted on this route",
                 )),
             };
+            if let (Some(s), Ok(p)) = (&span, &verified) {
+                s.set("scopegate.principal.kind", p.kind());
+            }
+            trace::end(span, &verified);
             let verified = seen.checked("verify", verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let once = match &p.identity {

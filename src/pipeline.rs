@@ -19,6 +19,10 @@
 //! | forwarding (a WebSocket: then the tunnel) | `proxy::forward`, `proxy::websocket` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
+//! With `tracing` on (SPEC §7), `handle` opens the request's span (`observe::trace`), the
+//! decision and the upstream leg add their child spans, the upstream's `traceparent` names
+//! it as the parent, and the record ends it. Off, each of those is a branch on `None`.
+//!
 //! The decision is `decide`'s, shared with every other front door; this file adds what
 //! only a proxy does: the JWKS document, the token endpoint, payloads, the upstream leg (with
 //! its assertion) and the record.
@@ -42,6 +46,7 @@ use crate::issuer::endpoint::{self, Exchange, Guard};
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::observe::record::{Listener, Pending, Trace};
+use crate::observe::trace::{self, Kind, Tracer};
 use crate::payload;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::Forwarder;
@@ -71,6 +76,8 @@ pub struct State {
     pub exchanges: Guard,
     /// Signed upstream assertions, reused while fresh (SPEC §3.7).
     pub assertions: Assertions,
+    /// `tracing` (SPEC §7); `None`, the default, creates no span.
+    pub tracer: Option<Tracer>,
 }
 
 impl Handler for Arc<State> {
@@ -95,6 +102,9 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         req.method(),
         headers::request_id(req.headers()),
     );
+    if let Some(tracer) = &state.tracer {
+        pending.trace.seen.span = Some(tracer.request(req.headers()));
+    }
     let result = process(
         state,
         &snapshot,
@@ -224,6 +234,9 @@ async fn process<'s>(
     if seal.is_some() {
         payload::upstream_accept(&mut parts.headers);
     }
+    if let Some(span) = &t.seen.span {
+        span.write_traceparent(&mut parts.headers);
+    }
     let path_and_query = match (up.base_path.as_str(), parts.uri.query()) {
         ("", None) => normalized.into_string(),
         (base, None) => format!("{base}{}", normalized.as_str()),
@@ -237,7 +250,12 @@ async fn process<'s>(
     }
     let permitted = permit.bind(Request::from_parts(parts, body));
     state.polled_io();
+    let span = trace::child(t.seen.span.as_ref(), "scopegate.upstream", Kind::Client);
     let sent = forward(state, permitted, path_and_query, websocket.is_some()).await;
+    if let (Some(s), Ok((r, _))) = (&span, &sent) {
+        s.set("http.response.status_code", i64::from(r.status().as_u16()));
+    }
+    trace::end(span, &sent);
     // The window runs from the last I/O, so it also covers the client's next request.
     state.polled_io();
     let (resp, took) = match sent {

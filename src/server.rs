@@ -21,6 +21,7 @@ use crate::config::{Config, ReplayStoreConfig};
 use crate::decide::Decider;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
+use crate::observe::trace::Tracer;
 use crate::pipeline::State;
 use crate::policy::compile::Context;
 use crate::policy::snapshot::Policies;
@@ -59,6 +60,9 @@ impl Running {
             let _ = listener.await;
         }
         self.state.access_log.flush();
+        if let Some(t) = &self.state.tracer {
+            t.shutdown().await;
+        }
     }
 }
 
@@ -134,6 +138,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         BusyPoll::start(config.limits.busy_poll, workers)
     });
     let forwarder = Forwarder::new(&config)?;
+    let tracer = config.tracing.as_ref().map(Tracer::start).transpose()?;
     let mut certificates: Vec<_> = certificate.into_iter().collect();
     certificates.extend(forwarder.certificates());
     let state = Arc::new(State {
@@ -159,6 +164,7 @@ pub async fn start(config: Config, options: Options) -> Result<Running, String> 
         busy_poll,
         exchanges: Default::default(),
         assertions: Default::default(),
+        tracer,
         policies: policies.clone(),
         config,
     });

@@ -110,7 +110,7 @@ limits:
   max_header_bytes: lots
 log: { format: text, level: loud }
 tracing:
-  otlp_endpoint: http://127.0.0.1:4318
+  otlp_endpoint: https://127.0.0.1:4318
 ",
     );
     let (code, err) = check("--config", &config);
@@ -130,8 +130,11 @@ tracing:
                 "limits.max_header_bytes: invalid type: a string, expected an integer",
             ),
             (8, "log.level: \"loud\" is not trace|debug|info|warn|error"),
-            // A SPEC field not built keeps its own words, not "unknown field".
-            (10, "tracing is not supported by this version (SPEC §7)"),
+            // A SPEC form not built keeps its own words, not "invalid value".
+            (
+                11,
+                "tracing.otlp_endpoint: https:// is not supported by this version (SPEC §7)",
+            ),
         ],
     );
 }

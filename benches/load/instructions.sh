@@ -8,7 +8,12 @@
 #
 #   benches/load/instructions.sh                      # 5,000 requests per target, ~2 minutes
 #   N=20000 SCOPEGATE_BIN=path benches/load/instructions.sh
-#   ONLY=hs256 SCOPEGATE_BIN=path benches/load/instructions.sh   # one target (none|hs256|apikey)
+#   TRACING_RATIO=1 TARGETS=sg-hs256 benches/load/instructions.sh   # tracing on (SPEC §7)
+#
+# TRACING_RATIO (unset: tracing off) turns `tracing:` on with that `sample_ratio`, exporting
+# to a receiver that accepts every OTLP/HTTP post and drops it (Python, outside valgrind);
+# requests carry no traceparent, so the ratio alone decides. TARGETS picks some of
+# sg-none sg-hs256 sg-apikey haproxy-jwt (default: all four).
 #
 # Targets: scopegate on an `auth: [none]` route, with an HS256 JWT, with an API key, and
 # HAProxy's `jwt_verify` frontend from run.sh for reference. Each runs under valgrind, gets
@@ -60,9 +65,9 @@ python3 "$HERE/gen.py" "$WORK/policy" "$REPO"
 # shellcheck source=/dev/null
 source "$WORK/policy/creds.env" # HS_SECRET HS_TOKEN API_KEY ...
 
-read -r UP HAP_PLAIN HAP_JWT HAP_JWT_LOG SG SG_ADMIN < <(python3 -c '
+read -r UP HAP_PLAIN HAP_JWT HAP_JWT_LOG SG SG_ADMIN COLLECTOR < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(6)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
 sed -e "s/@UPSTREAM_PORT@/$UP/g" "$HERE/haproxy-upstream.cfg" >"$WORK/upstream.cfg"
@@ -75,13 +80,35 @@ policy_file: $WORK/policy/policy.yaml
 upstreams: { default: "http://127.0.0.1:$UP" }
 log: { level: error }
 EOF
+if [[ -n ${TRACING_RATIO:-} ]]; then
+    printf 'tracing: { otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: %s }\n' \
+        "$COLLECTOR" "$TRACING_RATIO" >>"$WORK/scopegate.yaml"
+    python3 - "$COLLECTOR" >"$WORK/collector.log" 2>&1 <<'PY' &
+import http.server, sys
+class Drop(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Drop).serve_forever()
+PY
+    PIDS+=($!)
+fi
+TARGETS=" ${TARGETS:-sg-none sg-hs256 sg-apikey haproxy-jwt} "
 haproxy -db -f "$WORK/upstream.cfg" >"$WORK/upstream.log" 2>&1 &
 PIDS+=($!)
 
-# count NAME URL CREDENTIAL COMMAND...: prints instructions per request.
+# count NAME URL CREDENTIAL COMMAND...: prints instructions per request ("-" for a target
+# not in TARGETS).
 count() {
     local name=$1 url=$2 cred=$3
     shift 3
+    [[ $TARGETS == *" $name "* ]] || { echo -; return; }
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg-$name.%p" \
         "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     local pid=$!
@@ -104,23 +131,16 @@ count() {
     echo $((total / N))
 }
 
-if [[ -n ${ONLY:-} ]]; then
-    case $ONLY in
-    none) count sg-none "http://127.0.0.1:$SG/open" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
-    hs256) count sg-hs256 "http://127.0.0.1:$SG/v1/bots/b1" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
-    apikey) count sg-apikey "http://127.0.0.1:$SG/v1/bots/b1" "$API_KEY" "$SCOPEGATE" run --config "$WORK/scopegate.yaml" ;;
-    *) echo "ONLY: none, hs256 or apikey" >&2; exit 2 ;;
-    esac
-    exit 0
-fi
 sg_none=$(count sg-none "http://127.0.0.1:$SG/open" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")
 sg_hs256=$(count sg-hs256 "http://127.0.0.1:$SG/v1/bots/b1" "$HS_TOKEN" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")
 sg_apikey=$(count sg-apikey "http://127.0.0.1:$SG/v1/bots/b1" "$API_KEY" "$SCOPEGATE" run --config "$WORK/scopegate.yaml")
 hap_jwt=$(count haproxy-jwt "http://127.0.0.1:$HAP_JWT/v1/bots/b1" "$HS_TOKEN" haproxy -db -f "$WORK/haproxy.cfg")
 
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+ratio() {
+    if [[ $1 == - || $2 == - ]]; then echo -; else python3 -c "print(f'{$1 / $2:.2f}')"; fi
+}
 cat <<EOF
-User-space instructions per request (callgrind; $N requests after 1,000 uncounted; $SCOPEGATE)
+User-space instructions per request (callgrind; $N requests after 1,000 uncounted; $SCOPEGATE; tracing: ${TRACING_RATIO:-off})
 
 | target | instructions/request | vs HAProxy \`jwt_verify\` |
 |---|---:|---:|

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
+use crate::observe::trace;
 use crate::policy::snapshot::Snapshot;
 use crate::policy::{ApiKey, Policy};
 
@@ -35,11 +36,12 @@ pub async fn in_store(
     store: &KeyStore,
     hash: [u8; 32],
     now_unix: i64,
+    span: Option<&trace::Span>,
 ) -> Result<Principal, Error> {
-    let key = store
-        .lookup(snap, &hash)
-        .await?
-        .ok_or(Error::InvalidApiKey)?;
+    let lookup = trace::child(span, "scopegate.key_store", trace::Kind::Client);
+    let found = store.lookup(snap, &hash).await;
+    trace::end(lookup, &found);
+    let key = found?.ok_or(Error::InvalidApiKey)?;
     check(&key, now_unix)
 }
 

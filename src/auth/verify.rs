@@ -13,6 +13,7 @@ use super::cache::TokenCache;
 use super::jwt::{self, Verified};
 use super::replay::ReplayStore;
 use crate::error::Error;
+use crate::observe::trace;
 use crate::policy::snapshot::Snapshot;
 
 pub struct Verifier {
@@ -55,13 +56,17 @@ impl Verifier {
         is_jwe: bool,
         now: f64,
         Wait(first): Wait,
+        span: Option<&trace::Span>,
     ) -> Result<Principal, Error> {
         let verified = match first {
             // A JWKS app's keys lack the token's kid (or there are none): fetch once, shared
             // with every request waiting for the same, within the cooldown, then try again.
             Err(Error::KeyNotFound(source)) => {
+                let lookup = trace::child(span, "scopegate.jwks", trace::Kind::Client);
                 source.refetch().await;
-                match self.cached(snap, token, is_jwe, now) {
+                let found = self.cached(snap, token, is_jwe, now);
+                trace::end(lookup, &found);
+                match found {
                     Err(Error::KeyNotFound(source)) => return Err(source.miss_error()),
                     other => other?,
                 }

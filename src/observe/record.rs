@@ -1,6 +1,7 @@
 //! One request's record: what it did, gathered along the way, and the metrics and
 //! access-log line written once it is answered — or, if its handler is dropped first (its
-//! connection cut at the end of the drain), then, as `DrainCut`. Shared by the proxy's
+//! connection cut at the end of the drain), then, as `DrainCut`. The request's span (SPEC
+//! §7), when tracing is on, ends with the same record. Shared by the proxy's
 //! pipeline and the authorization-service listener.
 
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::access_log::{AccessLog, Record};
 use super::metrics::Metrics;
+use super::trace::Ended;
 use crate::decide::Seen;
 use crate::error::Error;
 
@@ -138,6 +140,17 @@ impl<'a> Pending<'a, '_> {
             shadow: t.seen.shadowed.is_some(),
             listener: (self.listener == Listener::Authz).then_some("authz"),
         });
+        if let Some(span) = &t.seen.span {
+            span.end_request(&Ended {
+                route: t.seen.route,
+                method: &self.method,
+                path: &t.path,
+                status,
+                code,
+                principal_kind: t.seen.principal_kind,
+                principal_id: t.seen.principal_id.as_ref().and_then(|v| v.to_str().ok()),
+            });
+        }
     }
 }
 
