@@ -105,6 +105,9 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
     if let Some(tracer) = &state.tracer {
         pending.trace.seen.span = Some(tracer.request(req.headers()));
     }
+    // An HTTP/1 body the refusal below may leave unread.
+    let unread_on_refusal =
+        req.version() <= http::Version::HTTP_11 && !hyper::body::Body::is_end_stream(req.body());
     let result = process(
         state,
         &snapshot,
@@ -116,7 +119,17 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
     .await;
     let (mut resp, error) = match result {
         Ok(r) => (r, None),
-        Err(e) => (e.into_response(&pending.request_id), Some(e)),
+        Err(e) => {
+            let mut r = e.into_response(&pending.request_id);
+            // A refusal may leave the body unread, and what is left of it would be read as
+            // the next request's head: the connection ends with this answer (as Envoy and
+            // nginx do), and the client knows not to reuse it.
+            if unread_on_refusal {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            (r, Some(e))
+        }
     };
     pending.rate_limit_headers(resp.headers_mut());
     pending.answered(resp.status(), error.as_ref());

@@ -497,3 +497,54 @@ async fn a_request_body_the_client_frames_badly_is_a_400_never_an_upstream_error
     }
     let _ = up;
 }
+
+/// A request refused before its body is read (here 403: the key lacks `bots:write`) leaves
+/// that body on the connection, where it would be read as the next request's head. The
+/// refusal says `Connection: close` and the connection ends with it, whether the body comes
+/// with the head or after the answer; a refusal of a request without a body keeps it open.
+#[tokio::test]
+async fn a_refusal_that_leaves_the_body_unread_closes_the_connection() {
+    let (up, p) = setup().await;
+    let h = p.addr;
+    let post = format!(
+        "POST /v1/bots/bot-1 HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer {KEY_READ}\r\n\
+         Content-Length: 2\r\n\r\n"
+    );
+    let next = format!("GET /v1/bots/bot-1 HTTP/1.1\r\nHost: {h}\r\nConnection: close\r\n\r\n");
+    let together = format!("{post}{{}}{next}");
+    let later = format!("{{}}{next}");
+    for (what, parts) in [
+        ("body with the head", vec![together.as_bytes()]),
+        (
+            "body after the answer",
+            vec![post.as_bytes(), later.as_bytes()],
+        ),
+    ] {
+        let ex = exchange_body(p.addr, &parts, false).await;
+        let r = ex.responses();
+        assert_eq!(r.len(), 1, "{what}: {}", ex.text());
+        assert_eq!(
+            (r[0].status, r[0].code().as_str()),
+            (403, "insufficient_scope")
+        );
+        assert_eq!(r[0].header("connection"), Some("close"), "{what}");
+        assert!(ex.closed, "{what}");
+    }
+    // No body: nothing is left, the connection is kept for the next request.
+    let ex = exchange_body(
+        p.addr,
+        &[format!(
+            "POST /v1/bots/bot-1 HTTP/1.1\r\nHost: {h}\r\nAuthorization: Bearer {KEY_READ}\r\n\
+             Content-Length: 0\r\n\r\nGET /v1/bots/bot-1 HTTP/1.1\r\nHost: {h}\r\n\
+             Authorization: Bearer {KEY_READ}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes()],
+        false,
+    )
+    .await;
+    let r = ex.responses();
+    assert_eq!(r.len(), 2, "{}", ex.text());
+    assert_eq!((r[0].status, r[1].status), (403, 200));
+    assert_eq!(r[0].header("connection"), None);
+    assert_eq!(up.hits(), 1);
+}
