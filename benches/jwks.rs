@@ -148,7 +148,9 @@ fn jwks(c: &mut Criterion) {
     for t in [&pem_token, &jwks_token] {
         match verifier.verify(&snap, t, false, unix_now()) {
             Verdict::Ready(decided) => decided,
-            Verdict::Wait(w) => local.block_on(verifier.finish(&snap, t, false, unix_now(), w, None)),
+            Verdict::Wait(w) => {
+                local.block_on(verifier.finish(&snap, t, false, unix_now(), w, None))
+            }
         }
         .expect("verifies");
     }

@@ -216,7 +216,9 @@ impl Decider {
                     match self.verifier.verify(snap, token, is_jwe, now) {
                         Verdict::Ready(decided) => decided,
                         Verdict::Wait(w) => {
-                            let finish = self.verifier.finish(snap, token, is_jwe, now, w, span.as_ref());
+                            let finish =
+                                self.verifier
+                                    .finish(snap, token, is_jwe, now, w, span.as_ref());
                             Box::pin(finish).await
                         }
                     }
@@ -228,7 +230,8 @@ impl Decider {
                         // Boxed: a key-store lookup's state stays out of every request's future.
                         api_key::Verdict::InStore(hash) => match store {
                             Some(store) => {
-                                let lookup = api_key::in_store(snap, store, hash, now, span.as_ref());
+                                let lookup =
+                                    api_key::in_store(snap, store, hash, now, span.as_ref());
                                 Box::pin(lookup).await
                             }
                             None => Err(Error::InvalidApiKey),
