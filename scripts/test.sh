@@ -94,5 +94,5 @@ else
     echo "test.sh: installing cargo-fuzz $CARGO_FUZZ"
     cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ"
   fi
-  fuzz/run-all.sh -t 2
+  FUZZ_BUILD=dev fuzz/run-all.sh -t 2
 fi
