@@ -25,10 +25,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use scopegate::auth::cache::TokenCache;
-use scopegate::auth::jwks::{Endpoint, KeySet, Registry, TIMING};
 use scopegate::auth::jwt;
 use scopegate::auth::replay::ReplayStore;
 use scopegate::auth::verify::{Verdict, Verifier};
+use scopegate::jwks::{Endpoint, KeySet, Registry, TIMING};
 use scopegate::observe::metrics::Metrics;
 use scopegate::pipeline::unix_now;
 use scopegate::policy::compile::{Context, compile_bytes};

@@ -49,7 +49,7 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         "/metrics" => {
             let snap = state.policies.current();
-            for (app, source) in crate::auth::jwks::apps(&snap.policy) {
+            for (app, source) in jwks_apps(&snap.policy) {
                 if let Some(age) = source.age_secs() {
                     state.metrics.jwks.age.with_label_values(&[app]).set(age);
                 }
@@ -81,7 +81,7 @@ fn answer(state: &State, req: &Request<Incoming>) -> Response<Body> {
                     "per_thread": state.decider.verifier.cache.local_entry_count(),
                 },
                 "key_store": state.decider.key_store.as_ref().map(|k| k.status()),
-                "jwks": crate::auth::jwks::apps(p)
+                "jwks": jwks_apps(p)
                     .into_iter()
                     .map(|(app, source)| {
                         let mut s = source.summary();
@@ -105,4 +105,15 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r
+}
+
+/// The JWKS apps of a policy, for `/policy` and the age gauge, in client_id order.
+fn jwks_apps(policy: &crate::policy::Policy) -> Vec<(&str, &Arc<crate::jwks::Source>)> {
+    let mut out: Vec<(&str, &Arc<crate::jwks::Source>)> = policy
+        .apps
+        .values()
+        .filter_map(|a| a.jwks.as_ref().map(|s| (a.client_id.as_str(), s)))
+        .collect();
+    out.sort_by_key(|(id, _)| *id);
+    out
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
-use http_body_util::{BodyExt, Limited};
 use prometheus::IntCounterVec;
 
 use crate::auth::credential::{self, Credential};
@@ -26,10 +25,10 @@ use crate::auth::{Identity, Principal, api_key, webhook};
 use crate::authorize::{self, Permit};
 use crate::config::Unmatched;
 use crate::error::{Error, Source};
-use crate::observe::trace::{self, Kind};
 use crate::path::Normalized;
 use crate::policy::Route;
 use crate::policy::snapshot::Snapshot;
+use crate::trace::{self, Kind};
 use crate::wire::{Body, X_SIGNATURE, full};
 
 /// What the decision needs beyond the snapshot: the verifier with its caches, the rate
@@ -177,11 +176,12 @@ impl Decider {
             // `auth: [webhook, none]`: an unsigned request goes on anonymously, below (§3.1).
             .filter(|_| !route.auth.none || headers.contains_key(X_SIGNATURE))
         {
-            let read = Box::pin(read_limited(
+            let read = Box::pin(crate::wire::read_limited(
                 std::mem::replace(body, full(Bytes::new())),
                 self.max_body_bytes,
             ))
-            .await;
+            .await
+            .map_err(Error::from);
             let bytes = or_refuse!(read);
             let sig = headers.get(X_SIGNATURE).and_then(|v| v.to_str().ok());
             let span = trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal);
@@ -313,15 +313,6 @@ impl Decider {
             .with_label_values(&[&route.id, e.code()])
             .inc();
         Ok(authorize::shadow(route, snap.policy.scopes.len(), e))
-    }
-}
-
-/// Reads a whole body, refusing it past `limit` bytes.
-pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Error> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Error::PayloadTooLarge),
-        Err(_) => Err(Error::MalformedRequest("request body could not be read")),
     }
 }
 

@@ -91,7 +91,7 @@ pub enum Error {
     /// The JWKS keys in force have none for the token's `kid` and `alg`. The verifier
     /// refetches (`Source::refetch`) and tries again; only then is it a refusal.
     #[error("no JWKS key for the token's kid and alg")]
-    KeyNotFound(std::sync::Arc<crate::auth::jwks::Source>),
+    KeyNotFound(std::sync::Arc<crate::jwks::Source>),
     #[error("upstream timed out")]
     UpstreamTimeout,
     /// The drain ended (`drain_timeout`) before the request was answered: its connection
@@ -258,5 +258,30 @@ impl Error {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
+    }
+}
+
+impl From<crate::jwks::Miss> for Error {
+    fn from(miss: crate::jwks::Miss) -> Error {
+        match miss {
+            crate::jwks::Miss::NoKey => {
+                Error::InvalidToken("no JWKS key for the token's kid and alg")
+            }
+            crate::jwks::Miss::Offline => {
+                Error::KeysUnavailable("JWKS keys are not fetched offline".into())
+            }
+            crate::jwks::Miss::Unavailable(why) => Error::KeysUnavailable(why),
+        }
+    }
+}
+
+impl From<crate::wire::BodyError> for Error {
+    fn from(e: crate::wire::BodyError) -> Error {
+        match e {
+            crate::wire::BodyError::TooLarge => Error::PayloadTooLarge,
+            crate::wire::BodyError::Unreadable => {
+                Error::MalformedRequest("request body could not be read")
+            }
+        }
     }
 }

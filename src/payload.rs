@@ -14,11 +14,11 @@ use http_body_util::Either;
 use hyper::body::Incoming;
 
 use crate::authorize::Permit;
-use crate::decide::read_limited;
 use crate::error::Error;
 use crate::jose::jwe::{self, DecryptWith, Serialization};
 use crate::jose::keys::Recipient;
 use crate::policy::{App, Policy};
+use crate::wire::read_limited;
 use crate::wire::{Body, full};
 
 const JOSE: &str = "application/jose";
@@ -160,7 +160,7 @@ pub async fn seal_response(
 ) -> Result<Body, Error> {
     let plaintext: Bytes = read_limited(Either::Left(body), limit)
         .await
-        .map_err(|e| Error::EncryptionFailed(format!("upstream body: {e}")))?;
+        .map_err(|e| Error::EncryptionFailed(format!("upstream body: {}", Error::from(e))))?;
     // We asked for `identity`; a compressed body would be sealed under a wrong `cty`.
     if headers
         .get(header::CONTENT_ENCODING)

@@ -19,7 +19,7 @@
 //! | forwarding (a WebSocket: then the tunnel) | `proxy::forward`, `proxy::websocket` | 502 `upstream_unavailable`, 504 `upstream_timeout` |
 //! | payload encryption | `payload` | 502 `encryption_failed` (never plaintext) |
 //!
-//! With `tracing` on (SPEC §7), `handle` opens the request's span (`observe::trace`), the
+//! With `tracing` on (SPEC §7), `handle` opens the request's span (`trace`), the
 //! decision and the upstream leg add their child spans, the upstream's `traceparent` names
 //! it as the parent, and the record ends it. Off, each of those is a branch on `None`.
 //!
@@ -46,7 +46,6 @@ use crate::issuer::endpoint::{self, Exchange, Guard};
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
 use crate::observe::record::{Listener, Pending, Trace};
-use crate::observe::trace::{self, Kind, Tracer};
 use crate::payload;
 use crate::policy::snapshot::{Policies, Snapshot};
 use crate::proxy::forward::Forwarder;
@@ -54,6 +53,7 @@ use crate::proxy::framing;
 use crate::proxy::headers::{self, Forwarding};
 use crate::proxy::listener::{Conn, Handler};
 use crate::proxy::websocket::{self, Handshake};
+use crate::trace::{self, Kind, Tracer};
 use crate::wire::{Body, IdentityNames, full};
 
 /// Where clients fetch the proxy's public JWE keys (SPEC §4) and the issuer's signing keys (§3.7).

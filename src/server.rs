@@ -10,7 +10,6 @@ use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
 
 use crate::auth::cache::TokenCache;
-use crate::auth::jwks::Registry;
 use crate::auth::key_store::KeyStore;
 use crate::auth::rate_limit::Limiter;
 use crate::auth::replay::ReplayStore;
@@ -19,9 +18,9 @@ use crate::authz::Authz;
 use crate::busy_poll::BusyPoll;
 use crate::config::{Config, ReplayStoreConfig};
 use crate::decide::Decider;
+use crate::jwks::Registry;
 use crate::observe::access_log::AccessLog;
 use crate::observe::metrics::Metrics;
-use crate::observe::trace::Tracer;
 use crate::pipeline::State;
 use crate::policy::compile::Context;
 use crate::policy::snapshot::Policies;
@@ -29,6 +28,7 @@ use crate::proxy::forward::Forwarder;
 use crate::proxy::{listener, tls};
 use crate::reload;
 use crate::store::Redis;
+use crate::trace::Tracer;
 use crate::wire::IdentityNames;
 
 pub struct Options {

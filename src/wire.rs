@@ -83,3 +83,22 @@ mod tests {
         }
     }
 }
+
+/// Why a body could not be read whole (`Error` has the answer for each).
+#[derive(Debug)]
+pub enum BodyError {
+    /// Over the limit: 413.
+    TooLarge,
+    /// Cut short or badly framed by the client: 400.
+    Unreadable,
+}
+
+/// Reads a whole body, refusing it past `limit` bytes.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::{BodyExt, Limited};
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
+    }
+}

@@ -132,7 +132,7 @@ tracing:
             (8, "log.level: \"loud\" is not trace|debug|info|warn|error"),
             // A SPEC form not built keeps its own words, not "invalid value".
             (
-                11,
+                10,
                 "tracing.otlp_endpoint: https:// is not supported by this version (SPEC §7)",
             ),
         ],

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::key_store::KeyStore;
 use super::{Identity, Principal};
 use crate::error::Error;
-use crate::observe::trace;
 use crate::policy::snapshot::Snapshot;
 use crate::policy::{ApiKey, Policy};
+use crate::trace;
 
 /// A key's verdict, or the key-store lookup still to be waited for.
 pub enum Verdict {

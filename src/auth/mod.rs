@@ -4,7 +4,6 @@
 pub mod api_key;
 pub mod cache;
 pub mod credential;
-pub mod jwks;
 pub mod jwt;
 pub mod key_store;
 pub mod mint;

@@ -13,8 +13,8 @@ use super::cache::TokenCache;
 use super::jwt::{self, Verified};
 use super::replay::ReplayStore;
 use crate::error::Error;
-use crate::observe::trace;
 use crate::policy::snapshot::Snapshot;
+use crate::trace;
 
 pub struct Verifier {
     pub cache: TokenCache,
@@ -67,7 +67,7 @@ impl Verifier {
                 let found = self.cached(snap, token, is_jwe, now);
                 trace::end(lookup, &found);
                 match found {
-                    Err(Error::KeyNotFound(source)) => return Err(source.miss_error()),
+                    Err(Error::KeyNotFound(source)) => return Err(source.miss().into()),
                     other => other?,
                 }
             }

@@ -270,8 +270,8 @@ pub fn main() -> ExitCode {
             jti,
         } => token::token(&policy, &app, &scopes, ttl, jti),
         Command::Schema { file } => schema::schema(match file {
-            SchemaFile::Config => scopegate::schema::Kind::Config,
-            SchemaFile::Policy => scopegate::schema::Kind::Policy,
+            SchemaFile::Config => scopegate::config::schema(),
+            SchemaFile::Policy => scopegate::policy::raw::schema(),
         }),
         Command::Key {
             command: KeyCommand::New { prefix },

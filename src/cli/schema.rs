@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use scopegate::schema::Kind;
+use schemars::Schema;
 
-pub(super) fn schema(kind: Kind) -> ExitCode {
-    match serde_json::to_string_pretty(&kind.schema()) {
+pub(super) fn schema(schema: Schema) -> ExitCode {
+    match serde_json::to_string_pretty(&schema) {
         Ok(text) => {
             println!("{text}");
             ExitCode::SUCCESS

@@ -258,7 +258,7 @@ impl Config {
             Err(refused) => Err(crate::schema::all_errors(
                 file,
                 text,
-                crate::schema::Kind::Config,
+                schema(),
                 refused,
                 |rest| match yaml::parse::<RawConfig>(file, rest) {
                     Ok(raw) => Config::from_raw(file, raw).err().unwrap_or_default().0,

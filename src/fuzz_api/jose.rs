@@ -1,5 +1,5 @@
 //! JWS/JWT verification, JWE decryption and JWKS documents, through the code the proxy runs
-//! (`auth::jwt`, `jose::jwe`, `auth::jwks::set`) with a small policy compiled once.
+//! (`auth::jwt`, `jose::jwe`, `jwks::set`) with a small policy compiled once.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -10,11 +10,11 @@ use jsonwebtoken::Algorithm;
 use serde_json::Value;
 
 use super::NOW;
-use crate::auth::jwks::set::{KeySet, MAX_TRIES};
 use crate::auth::jwt::{self, Jws, Verified};
 use crate::error::Error;
 use crate::jose::jwe::{self, ACCEPT_PAYLOAD, ACCEPT_TOKEN, DecryptWith, Serialization};
 use crate::jose::keys::SharedKey;
+use crate::jwks::set::{KeySet, MAX_TRIES};
 use crate::policy::Policy;
 use crate::policy::compile::{self, Context};
 
@@ -240,7 +240,7 @@ pub fn jwe(data: &[u8]) {
 
 const TAMPERED_PLAINTEXT: &[u8] = b"{\"amount\":100,\"to\":\"acct-1\"}";
 
-/// JWKS documents (`auth::jwks::set::KeySet::parse`): every key of an accepted document is
+/// JWKS documents (`jwks::set::KeySet::parse`): every key of an accepted document is
 /// counted as kept or ignored, no HMAC algorithm is ever offered a key from it, and no
 /// token is offered more than `MAX_TRIES` keys.
 pub fn jwks(data: &[u8]) {

@@ -10,18 +10,16 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, header};
 use moka::sync::Cache;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::rate_limit::Limiter;
-use crate::decide::read_limited;
 use crate::error::Error;
 use crate::policy::Policy;
 use crate::wire::Body;
+use crate::wire::read_limited;
 
 /// The route label and access-log route of an exchange.
 pub const ROUTE: &str = "token_endpoint";
@@ -33,19 +31,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Keys and addresses with a failure in the last minute that are remembered; beyond it the
 /// least used are forgotten first.
 const GUARD_CAPACITY: u64 = 100_000;
-
-/// The `sgb` claim of a client's minted tokens: a digest of the issuer's name and the
-/// client's `secret_sha256`, so that a changed secret (or issuer) stops every token minted
-/// under the old one at the policy swap. It tells a reader of the token no more about the
-/// secret than the policy's own unsalted `secret_sha256` does, and less (96 bits of it).
-pub fn binding(issuer: &str, secret_sha256: &[u8; 32]) -> String {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    ctx.update(b"scopegate token binding\0");
-    ctx.update(issuer.as_bytes());
-    ctx.update(b"\0");
-    ctx.update(secret_sha256);
-    URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..12])
-}
 
 /// The body partners send today, field names and all. Unknown members are ignored; a
 /// member given twice, a missing one, or one that is not a string is a malformed request.
@@ -281,14 +266,6 @@ mod tests {
             "{}",
             g.failures.entry_count()
         );
-    }
-
-    #[test]
-    fn the_binding_changes_with_the_secret_and_the_issuer() {
-        let a = binding("https://gw/", &[1; 32]);
-        assert_eq!(a, binding("https://gw/", &[1; 32]));
-        assert_ne!(a, binding("https://gw/", &[2; 32]));
-        assert_ne!(a, binding("https://other/", &[1; 32]));
     }
 
     #[test]

@@ -25,53 +25,8 @@ pub struct Metrics {
     pub authz_decisions: IntCounterVec,
     pub access_log_dropped: IntCounter,
     pub token_exchanges: IntCounterVec,
-    pub key_store: KeyStoreMetrics,
-    pub jwks: crate::auth::jwks::JwksMetrics,
-}
-
-/// The key store's counters (SPEC §3.8), handed to it whole.
-#[derive(Clone)]
-pub struct KeyStoreMetrics {
-    /// `result`: hit (answered from the cache), miss (fetched, found), not_found (fetched,
-    /// absent), error (Redis failed: the request got 503).
-    pub lookups: IntCounterVec,
-    pub events: IntCounter,
-    pub unknown_scopes: IntCounter,
-}
-
-impl KeyStoreMetrics {
-    pub fn new() -> KeyStoreMetrics {
-        let lookups = IntCounterVec::new(
-            Opts::new(
-                "scopegate_key_store_lookups_total",
-                "Key-store lookups by result (hit: from the cache; miss: fetched and found; not_found; error: Redis failed)",
-            ),
-            &["result"],
-        )
-        .expect("valid metric");
-        for r in ["hit", "miss", "not_found", "error"] {
-            lookups.with_label_values(&[r]);
-        }
-        KeyStoreMetrics {
-            lookups,
-            events: IntCounter::new(
-                "scopegate_key_store_events_total",
-                "Key-change events received on scopegate:key-events",
-            )
-            .expect("valid metric"),
-            unknown_scopes: IntCounter::new(
-                "scopegate_key_store_unknown_scopes_total",
-                "Scopes and resource kinds in key-store records that the policy does not declare (they grant nothing)",
-            )
-            .expect("valid metric"),
-        }
-    }
-}
-
-impl Default for KeyStoreMetrics {
-    fn default() -> Self {
-        KeyStoreMetrics::new()
-    }
+    pub key_store: crate::auth::key_store::KeyStoreMetrics,
+    pub jwks: crate::jwks::JwksMetrics,
 }
 
 /// Latency buckets from 50 µs: the proxy's own work is sub-millisecond.
@@ -191,7 +146,7 @@ impl Metrics {
                 &["result"],
             )
             .expect("valid metric"),
-            jwks: crate::auth::jwks::JwksMetrics {
+            jwks: crate::jwks::JwksMetrics {
                 fetches: IntCounterVec::new(
                     Opts::new(
                         "scopegate_jwks_fetches_total",
@@ -215,7 +170,7 @@ impl Metrics {
                 .expect("valid metric"),
             },
             access_log_dropped: IntCounter::new("scopegate_access_log_dropped_total", "Access-log lines dropped because the write buffer was full").expect("valid metric"),
-            key_store: KeyStoreMetrics::new(),
+            key_store: crate::auth::key_store::KeyStoreMetrics::new(),
             registry,
         };
         for c in [

@@ -1,7 +1,7 @@
 //! What the proxy tells its operator: Prometheus metrics, one JSON access-log line per
-//! request and, when configured, OpenTelemetry traces. Neither ever carries a credential, token, key or secret.
+//! request, and the record that ends the request's trace span (`crate::trace`). Neither ever
+//! carries a credential, token, key or secret.
 
 pub mod access_log;
 pub mod metrics;
 pub mod record;
-pub mod trace;

@@ -10,9 +10,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use super::access_log::{AccessLog, Record};
 use super::metrics::Metrics;
-use super::trace::Ended;
 use crate::decide::Seen;
 use crate::error::Error;
+use crate::trace::Ended;
 
 /// Which listener answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

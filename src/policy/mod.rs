@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use crate::issuer::Issuer;
 use crate::jose::keys::{JweKey, Recipient};
+use crate::jose::signing::Issuer;
 pub use raw::{Action, AuthKind, Environment};
 
 /// The declared scope names, and sets of them as bitsets over the declaration order.
@@ -206,27 +206,7 @@ pub struct Limit {
     pub bucket: Box<str>,
 }
 
-/// Key families an app's public key can belong to; an `alg` must match its key's family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublicKeyKind {
-    Rsa,
-    EcP256,
-    EcP384,
-    Ed25519,
-}
-
-impl PublicKeyKind {
-    /// Whether `alg` is one this kind of key verifies.
-    pub fn fits(self, alg: Algorithm) -> bool {
-        use Algorithm::*;
-        match self {
-            PublicKeyKind::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-            PublicKeyKind::EcP256 => alg == ES256,
-            PublicKeyKind::EcP384 => alg == ES384,
-            PublicKeyKind::Ed25519 => alg == EdDSA,
-        }
-    }
-}
+pub use crate::jose::PublicKeyKind;
 
 pub struct PublicKey {
     pub kind: PublicKeyKind,
@@ -250,7 +230,7 @@ pub struct App {
     pub hmac_keys: HmacKeys,
     pub public_key: Option<PublicKey>,
     /// `jwks_url`: the JWKS the app's keys come from (SPEC §3.2.1), shared across reloads.
-    pub jwks: Option<Arc<crate::auth::jwks::Source>>,
+    pub jwks: Option<Arc<crate::jwks::Source>>,
     pub audience: Option<String>,
     /// `issuer`: the token's `iss` must equal it.
     pub issuer: Option<String>,

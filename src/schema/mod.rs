@@ -14,22 +14,6 @@ use schemars::{JsonSchema, Schema};
 
 use crate::yaml::{FileError, FileErrors};
 
-/// Which file a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Config,
-    Policy,
-}
-
-impl Kind {
-    pub fn schema(self) -> Schema {
-        match self {
-            Kind::Config => crate::config::schema(),
-            Kind::Policy => crate::policy::raw::schema(),
-        }
-    }
-}
-
 /// The schema of `T`, titled and described for the editor that shows it.
 pub(crate) fn generate<T: JsonSchema>(title: &str, description: &str) -> Schema {
     let mut schema = SchemaSettings::draft2020_12()
@@ -41,7 +25,7 @@ pub(crate) fn generate<T: JsonSchema>(title: &str, description: &str) -> Schema 
 }
 
 /// Every error of a file that serde refused (`refused`, its first error): each structural
-/// error the schema finds, then the semantic errors of what remains once the offending
+/// error `schema` (the file's) finds, then the semantic errors of what remains once the offending
 /// entries are cut out (`semantic`, given that text with the same line numbers; it returns
 /// no errors when even that text does not load). serde stays the authority: when the
 /// schema finds nothing, its error is the answer. Load time only, and only for a file
@@ -49,14 +33,14 @@ pub(crate) fn generate<T: JsonSchema>(title: &str, description: &str) -> Schema 
 pub fn all_errors(
     file: &Path,
     text: &str,
-    kind: Kind,
+    schema: Schema,
     refused: FileError,
     semantic: impl FnOnce(&str) -> Vec<FileError>,
 ) -> FileErrors {
     let Some(tree) = tree::parse(text) else {
         return refused.into();
     };
-    let outcome = validate::validate(&tree, &kind.schema().to_value(), text);
+    let outcome = validate::validate(&tree, &schema.to_value(), text);
     if outcome.problems.is_empty() {
         return refused.into();
     }
@@ -92,6 +76,21 @@ fn blank(text: &str, cut: &[Range<usize>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Config,
+        Policy,
+    }
+
+    impl Kind {
+        fn schema(self) -> Schema {
+            match self {
+                Kind::Config => crate::config::schema(),
+                Kind::Policy => crate::policy::raw::schema(),
+            }
+        }
+    }
 
     fn problems(kind: Kind, text: &str) -> validate::Outcome {
         let tree = tree::parse(text).expect("YAML");
@@ -148,7 +147,7 @@ mod tests {
         let errors = all_errors(
             Path::new("p.yaml"),
             &text,
-            Kind::Policy,
+            Kind::Policy.schema(),
             refused.clone(),
             |_| unreachable!(),
         );

@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 use super::{Identity, Principal};
 use crate::error::Error;
-use crate::issuer::SigAlg;
 use crate::jose::jwe;
+use crate::jose::signing::SigAlg;
 use crate::policy::{App, Policy};
 
 mod json;

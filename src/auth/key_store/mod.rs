@@ -12,6 +12,7 @@
 //! anything else is a 503 `key_store_unavailable`, at once while the store is known down
 //! (`store::Redis` fails fast and probes in the background), never a 401.
 
+mod metrics;
 pub mod record;
 pub mod write;
 
@@ -24,10 +25,10 @@ use arc_swap::ArcSwapOption;
 use futures_util::StreamExt;
 
 use crate::error::Error;
-use crate::observe::metrics::KeyStoreMetrics;
 use crate::policy::ApiKey;
 use crate::policy::snapshot::Snapshot;
 use crate::store::Redis;
+pub use metrics::KeyStoreMetrics;
 use record::{EVENTS, Record};
 
 /// The longest a cached answer is trusted: also how long a change made without an event

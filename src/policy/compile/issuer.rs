@@ -3,7 +3,7 @@
 //! minted tokens are verified as, and the assertion header.
 
 use super::*;
-use crate::issuer::{Issuer, SigAlg, VerifyKey, endpoint};
+use crate::jose::signing::{Issuer, SigAlg, VerifyKey, binding};
 use crate::path::Normalized;
 
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(1800);
@@ -178,7 +178,7 @@ impl<'a> Compiler<'a> {
                 c.access_key.to_string(),
                 Client {
                     app: Arc::new(app),
-                    binding: endpoint::binding(&issuer.name, &secret_sha256),
+                    binding: binding(&issuer.name, &secret_sha256),
                     secret_sha256,
                     rate_limit,
                 },

@@ -1,9 +1,9 @@
 //! An app's `jwks_url` and `jwks_ca_file` (SPEC §3.2.1): the URL's form and the trust
 //! anchor are checked here, at load; the keys are fetched by the running proxy only
-//! (`auth::jwks`), never by `check`.
+//! (`jwks`), never by `check`.
 
 use super::*;
-use crate::auth::jwks::{Endpoint, Source};
+use crate::jwks::{Endpoint, Source};
 
 impl Compiler<'_> {
     pub(super) fn jwks_source(

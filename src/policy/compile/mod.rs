@@ -47,7 +47,7 @@ pub struct Context {
     pub test_environment: Option<bool>,
     /// The running proxy's JWKS sources; `None` offline (`check`, `explain`, `test`), where
     /// JWKS apps get sources that never fetch.
-    pub jwks: Option<Arc<crate::auth::jwks::Registry>>,
+    pub jwks: Option<Arc<crate::jwks::Registry>>,
 }
 
 impl Context {
@@ -112,7 +112,7 @@ pub fn compile_hashed(
         Err(refused) => Err(crate::schema::all_errors(
             file,
             text,
-            crate::schema::Kind::Policy,
+            crate::policy::raw::schema(),
             refused,
             |rest| match yaml::parse::<RawPolicy>(file, rest) {
                 Ok(raw) => {
@@ -291,7 +291,10 @@ impl<'a> Compiler<'a> {
         );
         let upstream_assertion = self.upstream_assertion(raw.upstream_assertion, had_issuer);
         Policy {
-            jwks: Bytes::from(crate::issuer::jwks_document(&jwe_keys, issuer.as_deref())),
+            jwks: Bytes::from(crate::jose::signing::jwks_document(
+                &jwe_keys,
+                issuer.as_deref(),
+            )),
             issuer,
             token_endpoint,
             upstream_assertion,

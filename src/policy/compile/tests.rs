@@ -317,7 +317,7 @@ fn a_jwks_app_compiles_offline_to_a_source_that_never_fetches() {
     let source = app.jwks.as_ref().expect("a source");
     assert!(source.keys().is_none());
     assert_eq!(
-        source.miss_error().to_string(),
+        crate::error::Error::from(source.miss()).to_string(),
         "signing keys unavailable: JWKS keys are not fetched offline"
     );
     let e = compile(

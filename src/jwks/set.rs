@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
-use crate::policy::PublicKeyKind;
+use crate::jose::PublicKeyKind;
 
 /// At most this many keys are tried for one token (keys without `kid`, or a token without
 /// one), so a token cannot make the proxy check a signature against a whole large set.

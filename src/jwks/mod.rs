@@ -28,8 +28,6 @@ use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec};
 
 pub use self::fetch::Endpoint;
 pub use self::set::KeySet;
-use crate::error::Error;
-use crate::policy::Policy;
 
 /// The numbers of SPEC §3.2.1.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +85,17 @@ struct Status {
 }
 
 /// One JWKS, its keys in force and its fetch state.
+/// Why a JWKS app's token found no key to check it (`Source::miss`).
+#[derive(Debug)]
+pub enum Miss {
+    /// The keys are there; none fits the token's `kid` and `alg`.
+    NoKey,
+    /// `explain` and `test` never fetch.
+    Offline,
+    /// No keys at all: the last fetch failed (what it said), or none was made yet.
+    Unavailable(String),
+}
+
 pub struct Source {
     endpoint: Endpoint,
     /// False for the sources of offline commands: they never fetch.
@@ -172,20 +181,20 @@ impl Source {
         let _ = self.fetch().await;
     }
 
-    /// What a token gets when, even after `refetch`, no key could check it.
-    pub fn miss_error(&self) -> Error {
+    /// Why, even after `refetch`, no key could check a token (`Error` has its answer).
+    pub fn miss(&self) -> Miss {
         if self.keys().is_some() {
-            return Error::InvalidToken("no JWKS key for the token's kid and alg");
+            return Miss::NoKey;
         }
         if !self.online {
-            return Error::KeysUnavailable("JWKS keys are not fetched offline".into());
+            return Miss::Offline;
         }
         let why = self
             .status()
             .error
             .clone()
             .unwrap_or_else(|| "no JWKS fetched yet".into());
-        Error::KeysUnavailable(format!("{}: {why}", self.endpoint.url))
+        Miss::Unavailable(format!("{}: {why}", self.endpoint.url))
     }
 
     /// One fetch; the caller holds `flight`. On success, the time until the keys expire.
@@ -373,15 +382,4 @@ impl Registry {
         }
         source
     }
-}
-
-/// The JWKS apps of a policy, for `/policy` and the age gauge, in client_id order.
-pub fn apps(policy: &Policy) -> Vec<(&str, &Arc<Source>)> {
-    let mut out: Vec<(&str, &Arc<Source>)> = policy
-        .apps
-        .values()
-        .filter_map(|a| a.jwks.as_ref().map(|s| (a.client_id.as_str(), s)))
-        .collect();
-    out.sort_by_key(|(id, _)| *id);
-    out
 }
