@@ -9,6 +9,16 @@ use serde_json::Value;
 
 use crate::error::Error;
 
+/// A header or claim set must be UTF-8 as a whole (RFC 7519 §7.2, RFC 8259 §8.1): serde_json
+/// checks the strings it keeps, not the members it skips, so bytes that are not UTF-8 in an
+/// unknown member would otherwise verify (found by the `jws` fuzz target).
+pub(super) fn utf8(part: &[u8]) -> Result<(), Error> {
+    match std::str::from_utf8(part) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::InvalidToken("token part is not UTF-8")),
+    }
+}
+
 /// The JWS header members the proxy reads. Every member name must be unique: serde would
 /// refuse a repeated `alg` but let a repeated `kid` (or any member it skips) through, and
 /// two readers of one header must never see two different values.
@@ -90,6 +100,7 @@ impl<'a> Claims<'a> {
     /// member the proxy reads may appear once only (as `serde` refuses a repeated field).
     pub fn parse(payload: &'a [u8], app_id_claims: &[String]) -> Result<Claims<'a>, Error> {
         use serde::de::DeserializeSeed;
+        utf8(payload).map_err(|_| Error::InvalidToken("bad JSON"))?;
         let mut de = serde_json::Deserializer::from_slice(payload);
         let claims = ClaimsSeed(app_id_claims)
             .deserialize(&mut de)
