@@ -5,11 +5,14 @@
 //! by the token's last bytes and confirmed by comparing the whole token: a hit costs a
 //! compare, no hashing, so it serves HMAC tokens too (an HMAC costs about what a SHA-256 key
 //! for the shared level would). Behind it, for asymmetric and JWE tokens only, a shared
-//! moka cache keyed by a SHA-256 of the policy generation and the token.
+//! moka cache keyed by a SHA-256 of the token.
 //!
-//! Both levels are keyed by the policy generation (and the front by the cache's own id, so
-//! two proxies in one process never share verdicts): a reload makes every entry
-//! unreachable at the swap, and a revoked app never rides on a cached verdict. Entries
+//! Both levels hold the policy generation of each verdict and answer only for the current
+//! one (the front also checks the cache's own id, so two proxies in one process never share
+//! verdicts): a reload makes every entry stale at the swap, and a revoked app never rides on
+//! a cached verdict. A stale shared entry is replaced in place when its token comes again,
+//! so reloads do not grow the cache (a policy reloaded every second kept adding a copy of
+//! every live token until the tokens expired, up to an hour). Entries
 //! expire no later than the token's `exp` (and within an hour); time and replay checks
 //! still run on every hit.
 
@@ -73,6 +76,7 @@ fn lifetime(verified: &Verified, now_unix: f64) -> Option<f64> {
 
 #[derive(Clone)]
 struct Entry {
+    generation: u64,
     verified: Arc<Verified>,
     deadline: Instant,
 }
@@ -98,25 +102,29 @@ impl TokenCache {
         }
     }
 
-    pub fn key(generation: u64, token: &str) -> [u8; 32] {
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        ctx.update(&generation.to_le_bytes());
-        ctx.update(token.as_bytes());
-        ctx.finish().as_ref().try_into().unwrap_or([0; 32])
+    pub fn key(token: &str) -> [u8; 32] {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        digest.as_ref().try_into().unwrap_or([0; 32])
     }
 
-    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Verified>> {
-        self.cache.get(key).map(|e| e.verified)
+    /// The shared verdict for the token under `key`, if it was reached under `generation`.
+    pub fn get(&self, key: &[u8; 32], generation: u64) -> Option<Arc<Verified>> {
+        self.cache
+            .get(key)
+            .filter(|e| e.generation == generation)
+            .map(|e| e.verified)
     }
 
-    /// Stores a verdict until the token's `exp` (capped), measured from `now_unix`.
-    pub fn insert(&self, key: [u8; 32], verified: Arc<Verified>, now_unix: f64) {
+    /// Stores a verdict until the token's `exp` (capped), measured from `now_unix`,
+    /// replacing the token's verdict under an older generation.
+    pub fn insert(&self, key: [u8; 32], generation: u64, verified: Arc<Verified>, now_unix: f64) {
         let Some(secs) = lifetime(&verified, now_unix) else {
             return;
         };
         self.cache.insert(
             key,
             Entry {
+                generation,
                 verified,
                 deadline: Instant::now() + Duration::from_secs_f64(secs),
             },
@@ -251,6 +259,27 @@ mod tests {
         // Storing it evicts the first: one slot, one token.
         cache.insert_local(1, &forged, &v, now);
         assert!(cache.get_local(1, &token, now).is_none());
+    }
+
+    /// A reload makes the shared verdict stale; the next verdict for the token takes its
+    /// place rather than a new entry beside it.
+    #[test]
+    fn a_shared_verdict_answers_for_its_generation_and_is_replaced_in_place() {
+        let policy = policy();
+        let now = NOW as f64;
+        let cache = TokenCache::new(100);
+        let (token, v) = verified(&policy, 600, false);
+        let key = TokenCache::key(&token);
+        cache.insert(key, 1, v.clone(), now);
+        assert!(cache.get(&key, 1).is_some_and(|hit| Arc::ptr_eq(&hit, &v)));
+        assert!(cache.get(&key, 2).is_none(), "another generation");
+        for generation in 2..50 {
+            cache.insert(key, generation, v.clone(), now);
+        }
+        cache.cache.run_pending_tasks();
+        assert_eq!(cache.cache.entry_count(), 1);
+        assert!(cache.get(&key, 49).is_some());
+        assert!(cache.get(&key, 1).is_none());
     }
 
     #[test]

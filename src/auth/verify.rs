@@ -114,14 +114,14 @@ impl Verifier {
         now: f64,
         verify: impl FnOnce() -> Result<Verified, Error>,
     ) -> Result<Arc<Verified>, Error> {
-        let key = TokenCache::key(snap.generation, token);
-        if let Some(v) = self.cache.get(&key) {
+        let key = TokenCache::key(token);
+        if let Some(v) = self.cache.get(&key, snap.generation) {
             self.hits.inc();
             return Ok(v);
         }
         self.misses.inc();
         let v = Arc::new(verify()?);
-        self.cache.insert(key, v.clone(), now);
+        self.cache.insert(key, snap.generation, v.clone(), now);
         Ok(v)
     }
 
