@@ -17,8 +17,8 @@
 # fuzz/seeds/<target>/ as regress-<name>: tests/fuzz_corpus.rs then replays it on stable).
 #
 # FUZZ_TARGET_DIR (default fuzz/target) is where the instrumented build goes; FUZZ_NICE
-# (default 10) the nice level of the runs; FUZZ_BUILD=dev builds without optimizations (half
-# the build time, a tenth of the speed: for the few-second smoke run of scripts/test.sh).
+# (default 10) the nice level of the runs; FUZZ_BUILD=dev builds without optimizations
+# (quicker to compile, slower to run: for the few-second smoke run of scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
