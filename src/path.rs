@@ -425,28 +425,6 @@ mod tests {
         assert_eq!(EncodedSlash.to_string(), "encoded slash (%2F) in path");
     }
 
-    /// The invariants every normalized path holds (mirrored in fuzz/).
-    fn assert_normal(out: &str) {
-        assert!(out.starts_with('/'), "{out:?}");
-        assert!(!out.contains("//"), "{out:?}");
-        assert!(out.split('/').all(|s| s != "." && s != ".."), "{out:?}");
-        let bytes = out.as_bytes();
-        for (i, &b) in bytes.iter().enumerate() {
-            assert!(b.is_ascii_graphic(), "{out:?}");
-            assert!(!matches!(b, b'\\' | b';' | b'#' | b'?'), "{out:?}");
-            if b == b'%' {
-                let hex = bytes.get(i + 1..i + 3).unwrap_or_default();
-                let upper = |h: &u8| h.is_ascii_digit() || (b'A'..=b'F').contains(h);
-                assert!(hex.len() == 2 && hex.iter().all(upper), "{out:?}");
-                let value = hex
-                    .iter()
-                    .fold(0, |v, &h| v * 16 + hex_value(h).unwrap_or(0));
-                assert!(!is_unreserved(value), "undecoded unreserved in {out:?}");
-                assert!(!matches!(value, b'/' | b'\\' | b';' | 0), "{out:?}");
-            }
-        }
-    }
-
     /// xorshift64*: deterministic, no dependency.
     struct Rng(u64);
     impl Rng {
@@ -485,7 +463,7 @@ mod tests {
             if let Cow::Borrowed(b) = out {
                 assert_eq!(b, raw);
             }
-            assert_normal(&out);
+            crate::fuzz_api::edge::assert_normal(&out);
             let again = normalize(&out);
             assert_eq!(again.as_deref(), Ok(&*out), "not idempotent on {raw:?}");
             if !out.contains('%') {

@@ -39,8 +39,9 @@ pub fn path(data: &[u8]) {
     }
 }
 
-/// Same invariants as the property test in src/path.rs.
-fn assert_normal(out: &str) {
+/// The invariants every normalized path holds (the `path` target's, and the property test's
+/// in src/path.rs).
+pub(crate) fn assert_normal(out: &str) {
     assert!(out.starts_with('/'), "{out:?}");
     assert!(!out.contains("//"), "{out:?}");
     assert!(out.split('/').all(|s| s != "." && s != ".."), "{out:?}");

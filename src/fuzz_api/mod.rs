@@ -7,7 +7,7 @@
 //! Every body must never panic on any input; a panic (or a failed `assert!`, which is how the
 //! invariants and the differentials between two readings of one input are stated) is a bug.
 
-mod edge;
+pub(crate) mod edge;
 mod files;
 mod jose;
 
