@@ -219,7 +219,7 @@ part_refused_body() {
     proxy refused-body
     "$PYTHON" "$HERE/refused_body.py" "$PORT" 200 | tee "$WORK/refused-body.txt" | sed 's/^/- /'
     check "the connection stays usable, or the refusal says Connection: close" \
-        "$(awk '/2-byte/ { print ($4 == 0 || $9 == 200) ? "True" : "False" }' "$WORK/refused-body.txt")"
+        "$(awk '/2-byte/ { print ($16 == 0 || $21 == 200) ? "True" : "False" }' "$WORK/refused-body.txt")"
     kill -TERM "$PROXY_PID"
     wait "$PROXY_PID" || true
 }
