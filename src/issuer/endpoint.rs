@@ -103,6 +103,12 @@ impl Guard {
 pub fn read_body(bytes: &[u8]) -> Result<Credentials, Error> {
     std::str::from_utf8(bytes)
         .ok()
+        // An object only: serde's derived reading also takes a struct as an array of its
+        // fields in order (`["ak", "sk"]`; found by the `token_body` fuzz target).
+        .filter(|text| {
+            text.trim_start_matches([' ', '\t', '\n', '\r'])
+                .starts_with('{')
+        })
         .and_then(|text| serde_json::from_str(text).ok())
         .ok_or(Error::MalformedRequest(
             "token request is not {\"accessKey\", \"secretKey\"}",
@@ -266,6 +272,14 @@ mod tests {
             "{}",
             g.failures.entry_count()
         );
+    }
+
+    #[test]
+    fn only_an_object_is_read_as_credentials() {
+        assert!(read_body(br#" {"accessKey": "a", "secretKey": "s"}"#).is_ok());
+        for body in [&br#"["a", "s"]"#[..], b" [\"\",\"\"]", b"\"a\"", b""] {
+            assert!(read_body(body).is_err(), "{body:?}");
+        }
     }
 
     #[test]
