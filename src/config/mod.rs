@@ -14,8 +14,8 @@ use crate::yaml::{self, FileError, FileErrors};
 mod trace;
 mod upstream;
 
+use trace::RawTracing;
 pub use trace::TracingConfig;
-use trace::{RawTracing, otlp_endpoint};
 use upstream::{RawUpstream, parse_upstream};
 pub use upstream::{Upstream, UpstreamTls};
 
@@ -271,31 +271,7 @@ impl Config {
     fn from_raw(file: &Path, raw: RawConfig) -> Result<Config, FileErrors> {
         let mut errors = Vec::new();
         let mut err = |at: u64, m: String| errors.push(FileError::new(file, at, m));
-        let tracing = raw.tracing.as_ref().and_then(|t| {
-            let t = &t.value;
-            let endpoint = otlp_endpoint(&t.otlp_endpoint.value)
-                .map_err(|m| err(t.otlp_endpoint.referenced.line(), m))
-                .ok();
-            let ratio = t.sample_ratio.value;
-            if !(0.0..=1.0).contains(&ratio) {
-                err(
-                    t.sample_ratio.referenced.line(),
-                    format!("tracing.sample_ratio: {ratio} is not between 0 and 1"),
-                );
-            }
-            let name = t.service_name.value.trim();
-            if name.is_empty() {
-                err(
-                    t.service_name.referenced.line(),
-                    "tracing.service_name: must not be empty".into(),
-                );
-            }
-            Some(TracingConfig {
-                otlp_endpoint: endpoint?,
-                sample_ratio: ratio,
-                service_name: name.to_string(),
-            })
-        });
+        let tracing = raw.tracing.as_ref().and_then(|t| t.value.compile(&mut err));
 
         let mut address = |what: &str, s: &Spanned<String>| {
             s.value.parse::<SocketAddr>().map_err(|_| {

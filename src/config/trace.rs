@@ -11,13 +11,13 @@ use super::{default_string, not_supported};
 pub(super) struct RawTracing {
     #[serde(default = "default_otlp_endpoint")]
     #[schemars(with = "String")]
-    pub otlp_endpoint: Spanned<String>,
+    otlp_endpoint: Spanned<String>,
     #[serde(default = "default_sample_ratio")]
     #[schemars(with = "f64")]
-    pub sample_ratio: Spanned<f64>,
+    sample_ratio: Spanned<f64>,
     #[serde(default = "default_service_name")]
     #[schemars(with = "String")]
-    pub service_name: Spanned<String>,
+    service_name: Spanned<String>,
 }
 
 /// OpenTelemetry traces (SPEC §7).
@@ -37,19 +37,19 @@ impl TracingConfig {
     }
 }
 
-pub(super) fn default_otlp_endpoint() -> Spanned<String> {
+fn default_otlp_endpoint() -> Spanned<String> {
     default_string("http://127.0.0.1:4318")
 }
-pub(super) fn default_sample_ratio() -> Spanned<f64> {
+fn default_sample_ratio() -> Spanned<f64> {
     Spanned::new(1.0, Location::UNKNOWN, Location::UNKNOWN)
 }
-pub(super) fn default_service_name() -> Spanned<String> {
+fn default_service_name() -> Spanned<String> {
     default_string("scopegate")
 }
 
 /// `tracing.otlp_endpoint`: an `http://` base URL (the collector beside the proxy; the
 /// exporter's client speaks no TLS).
-pub(super) fn otlp_endpoint(url: &str) -> Result<String, String> {
+fn otlp_endpoint(url: &str) -> Result<String, String> {
     let what = "tracing.otlp_endpoint";
     let uri: http::Uri = url
         .parse()
@@ -66,4 +66,33 @@ pub(super) fn otlp_endpoint(url: &str) -> Result<String, String> {
         return Err(format!("{what}: {url:?} cannot carry a query string"));
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+impl RawTracing {
+    /// The block's settings, each checked at its line (`err`); `None` when the endpoint is
+    /// refused.
+    pub(super) fn compile(&self, err: &mut impl FnMut(u64, String)) -> Option<TracingConfig> {
+        let endpoint = otlp_endpoint(&self.otlp_endpoint.value)
+            .map_err(|m| err(self.otlp_endpoint.referenced.line(), m))
+            .ok();
+        let ratio = self.sample_ratio.value;
+        if !(0.0..=1.0).contains(&ratio) {
+            err(
+                self.sample_ratio.referenced.line(),
+                format!("tracing.sample_ratio: {ratio} is not between 0 and 1"),
+            );
+        }
+        let name = self.service_name.value.trim();
+        if name.is_empty() {
+            err(
+                self.service_name.referenced.line(),
+                "tracing.service_name: must not be empty".into(),
+            );
+        }
+        Some(TracingConfig {
+            otlp_endpoint: endpoint?,
+            sample_ratio: ratio,
+            service_name: name.to_string(),
+        })
+    }
 }
