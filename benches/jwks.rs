@@ -28,9 +28,9 @@ use scopegate::auth::cache::TokenCache;
 use scopegate::auth::jwt;
 use scopegate::auth::replay::ReplayStore;
 use scopegate::auth::verify::{Verdict, Verifier};
+use scopegate::decide::unix_now;
 use scopegate::jwks::{Endpoint, KeySet, Registry, TIMING};
 use scopegate::observe::metrics::Metrics;
-use scopegate::pipeline::unix_now;
 use scopegate::policy::compile::{Context, compile_bytes};
 use scopegate::policy::snapshot::Snapshot;
 

@@ -28,8 +28,8 @@ use scopegate::auth::cache::TokenCache;
 use scopegate::auth::credential::{self, Credential};
 use scopegate::auth::{Principal, api_key, jwt};
 use scopegate::authorize::authorize;
+use scopegate::decide::unix_now;
 use scopegate::path;
-use scopegate::pipeline::unix_now;
 use scopegate::policy::Policy;
 use scopegate::policy::compile::{Context, compile_bytes};
 

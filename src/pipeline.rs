@@ -39,7 +39,7 @@ use hyper::upgrade::OnUpgrade;
 use crate::authorize::Permitted;
 use crate::busy_poll::BusyPoll;
 use crate::config::Config;
-use crate::decide::{self, Decider};
+use crate::decide::{self, Decider, unix_now};
 use crate::error::Error;
 use crate::issuer::assertion::Assertions;
 use crate::issuer::endpoint::{self, Exchange, Guard};
@@ -421,8 +421,6 @@ fn jwks(snap: &Snapshot) -> Response<Body> {
     );
     r
 }
-
-pub use crate::decide::unix_now;
 
 impl State {
     pub fn is_ready(&self) -> bool {

@@ -41,7 +41,7 @@ pub(super) fn token(
         );
         return ExitCode::from(1);
     }
-    let now = scopegate::pipeline::unix_now() as u64;
+    let now = scopegate::decide::unix_now() as u64;
     match scopegate::auth::mint::mint(
         a,
         compiled.policy.app_id_claim(),
