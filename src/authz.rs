@@ -172,7 +172,7 @@ async fn decide_on<'s>(
         snap,
         &permit,
         (permit.upstream(), upstream),
-        crate::decide::unix_now(),
+        crate::decide::unix_now,
     )? {
         h.insert(name, value);
     }

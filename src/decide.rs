@@ -95,19 +95,19 @@ impl Seen<'_> {
         }
     }
 
-    /// Records the outcome of a check that may have failed, and passes it on.
+    /// Records the outcome of a check that may have failed. It borrows the result: a
+    /// `Principal` or `Permit` moved through here would be copied twice on every request.
     #[inline]
-    fn checked<T>(
+    fn record<T>(
         &mut self,
         check: &'static str,
-        result: Result<T, Error>,
+        result: &Result<T, Error>,
         pass: impl FnOnce(&T) -> String,
-    ) -> Result<T, Error> {
-        match &result {
+    ) {
+        match result {
             Ok(v) => self.check(check, Outcome::Pass, || pass(v)),
             Err(e) => self.check(check, Outcome::Fail, || format!("{}: {e}", e.code())),
         }
-        result
     }
 }
 
@@ -187,14 +187,16 @@ impl Decider {
             let span = trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal);
             let verified = webhook::verify(w, sig, &bytes, unix_now() as i64);
             trace::end(span, &verified);
-            or_refuse!(seen.checked("verify", verified, |_| "webhook signature".into()));
+            seen.record("verify", &verified, |_| "webhook signature".into());
+            or_refuse!(verified);
             *body = full(bytes);
             Principal {
                 identity: Identity::Webhook,
                 ..Principal::anonymous(catalogue)
             }
         } else {
-            let extracted = seen.checked("credential", credential::extract(headers), |c| {
+            let extracted = credential::extract(headers);
+            seen.record("credential", &extracted, |c| {
                 match c {
                     None => "none presented",
                     Some(Credential::Jws(_)) => "a JWS",
@@ -246,7 +248,7 @@ impl Decider {
                 s.set("scopegate.principal.kind", p.kind());
             }
             trace::end(span, &verified);
-            let verified = seen.checked("verify", verified, |p| {
+            seen.record("verify", &verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let once = match &p.identity {
                     Identity::Jwt { app } if app.single_use_jti => ", its single-use jti recorded",
@@ -277,17 +279,19 @@ impl Decider {
                         retry_after_secs: d.retry_after_secs,
                     }),
                 });
-                let allowed =
-                    seen.checked("rate_limit", allowed, |d| format!("{} left", d.remaining));
+                seen.record("rate_limit", &allowed, |d| format!("{} left", d.remaining));
                 or_refuse!(allowed);
             }
         }
         let permitted =
             authorize::authorize(policy, route, &m.params, principal, &self.environments);
-        let permitted = seen.checked("authorize", permitted, |_| {
+        seen.record("authorize", &permitted, |_| {
             "every required scope and the resource are granted".into()
         });
-        Ok(or_refuse!(permitted))
+        match permitted {
+            Ok(permit) => Ok(permit),
+            Err(e) => self.refused(snap, route, e, seen),
+        }
     }
 
     /// A refusal after routing: on a `mode: shadow` route, a client's refusal becomes a

@@ -240,7 +240,7 @@ async fn process<'s>(
     let assertion =
         state
             .assertions
-            .for_request(snap, &permit, (permit.upstream(), &up.name), unix_now())?;
+            .for_request(snap, &permit, (permit.upstream(), &up.name), unix_now)?;
     if let Some((name, value)) = assertion {
         parts.headers.insert(name, value);
     }

@@ -55,13 +55,13 @@ impl Default for Assertions {
 impl Assertions {
     /// The assertion header for a permitted request to `upstream` (its index and name), or
     /// `None` when the policy asks for none or nobody was authenticated (public routes,
-    /// passthrough).
+    /// passthrough). `now` (unix seconds) is read only when an assertion is made.
     pub fn for_request(
         &self,
         snap: &Snapshot,
         permit: &Permit<'_>,
         upstream: (usize, &str),
-        now: f64,
+        now: impl FnOnce() -> f64,
     ) -> Result<Option<(HeaderName, HeaderValue)>, Error> {
         let policy = &snap.policy;
         let (Some(config), Some(issuer)) = (&policy.upstream_assertion, &policy.issuer) else {
@@ -81,6 +81,7 @@ impl Assertions {
             route,
             upstream: upstream.0,
         };
+        let now = now();
         if let Some(s) = self.cache.get(&key).filter(|s| now < s.renew_at) {
             return Ok(Some((config.header.clone(), s.value)));
         }
