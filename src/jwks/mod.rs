@@ -211,6 +211,15 @@ impl Source {
             Err(e) => Err(e),
         };
         let apps = self.apps.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Counted before the keys and the status are published: whoever sees either (a
+        // request, `/policy`) sees the fetch in the metrics too.
+        let count = |result: &str| {
+            if let Some(m) = &self.metrics {
+                for app in &apps {
+                    m.fetches.with_label_values(&[app.as_str(), result]).inc();
+                }
+            }
+        };
         let result = match outcome {
             Ok((set, max_age)) => {
                 let ttl = max_age
@@ -222,6 +231,7 @@ impl Source {
                         m.keys.with_label_values(&[app]).set(set.len() as i64);
                     }
                 }
+                count("success");
                 tracing::info!(url = %self.endpoint.url, keys = set.len(), ignored = set.ignored, ttl_secs = ttl.as_secs(), "JWKS fetched");
                 self.keys.store(Some(Arc::new(Keys {
                     set,
@@ -232,7 +242,7 @@ impl Source {
                 let mut s = self.status();
                 s.finished_at = Some(SystemTime::now());
                 s.error = None;
-                Ok(("success", ttl))
+                Ok(ttl)
             }
             Err(f) => {
                 tracing::warn!(url = %self.endpoint.url, kind = f.kind, error = %f.detail, "JWKS fetch failed; the last good keys stay in force");
@@ -244,23 +254,15 @@ impl Source {
                         }
                     }
                 }
+                count(f.kind);
                 let mut s = self.status();
                 s.finished_at = Some(SystemTime::now());
                 s.error = Some(format!("{} ({})", f.detail, f.kind));
-                Err(f.kind)
+                Err(())
             }
         };
-        if let Some(m) = &self.metrics {
-            let label: &str = match &result {
-                Ok((label, _)) => label,
-                Err(kind) => kind,
-            };
-            for app in &apps {
-                m.fetches.with_label_values(&[app.as_str(), label]).inc();
-            }
-        }
         self.fetches.fetch_add(1, Ordering::SeqCst);
-        result.map(|(_, ttl)| ttl).map_err(|_| ())
+        result
     }
 
     /// Seconds since the keys in force were fetched (`scopegate_jwks_age_seconds`).
