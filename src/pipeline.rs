@@ -401,7 +401,7 @@ fn tunnel(
     }
     state.metrics.websockets.with_label_values(&[route]).inc();
     let idle = state.config.limits.websocket_idle_timeout;
-    let open = state.metrics.websockets_open.clone();
+    let open = websocket::Open::count(&state.metrics.websockets_open);
     tokio::spawn(async move {
         let ended = websocket::tunnel(client, upstream, idle, conn.drain, open).await;
         tracing::debug!(?ended, "WebSocket closed");

@@ -123,15 +123,33 @@ pub enum Ended {
     Drained,
 }
 
+/// One open tunnel on `scopegate_websockets_open`: counted from the switch (before the
+/// client has its 101, so whoever sees the 101 sees the count) until dropped, however the
+/// tunnel ends.
+pub struct Open(IntGauge);
+
+impl Open {
+    pub fn count(gauge: &IntGauge) -> Open {
+        gauge.inc();
+        Open(gauge.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Carries bytes both ways between the two upgraded connections until a side closes, the
-/// idle timeout passes, or the drain ends. Holds `drain`, so the drain waits for it. The
-/// gauge counts it while it runs.
+/// idle timeout passes, or the drain ends. Holds `drain`, so the drain waits for it, and
+/// `open`, the tunnel's count.
 pub async fn tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle_timeout: Duration,
     mut drain: Drain,
-    open: IntGauge,
+    _open: Open,
 ) -> Ended {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
@@ -141,16 +159,13 @@ pub async fn tunnel(
         }
     };
     let _counted = drain.tunnel();
-    open.inc();
-    let ended = carry(
+    carry(
         TokioIo::new(client),
         TokioIo::new(upstream),
         idle_timeout,
         &mut drain,
     )
-    .await;
-    open.dec();
-    ended
+    .await
 }
 
 async fn carry<C, U>(client: C, upstream: U, idle_timeout: Duration, drain: &mut Drain) -> Ended
