@@ -206,7 +206,7 @@ impl Decider {
                 .into()
             });
             let credential = or_refuse!(extracted);
-            let span = credential
+            let mut span = credential
                 .as_ref()
                 .and_then(|_| trace::child(seen.span.as_ref(), "scopegate.verify", Kind::Internal));
             let verified = match credential {
@@ -244,7 +244,7 @@ impl Decider {
                     "credential kind not accepted on this route",
                 )),
             };
-            if let (Some(s), Ok(p)) = (&span, &verified) {
+            if let (Some(s), Ok(p)) = (&mut span, &verified) {
                 s.set("scopegate.principal.kind", p.kind());
             }
             trace::end(span, &verified);

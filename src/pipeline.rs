@@ -263,9 +263,9 @@ async fn process<'s>(
     }
     let permitted = permit.bind(Request::from_parts(parts, body));
     state.polled_io();
-    let span = trace::child(t.seen.span.as_ref(), "scopegate.upstream", Kind::Client);
+    let mut span = trace::child(t.seen.span.as_ref(), "scopegate.upstream", Kind::Client);
     let sent = forward(state, permitted, path_and_query, websocket.is_some()).await;
-    if let (Some(s), Ok((r, _))) = (&span, &sent) {
+    if let (Some(s), Ok((r, _))) = (&mut span, &sent) {
         s.set("http.response.status_code", i64::from(r.status().as_u16()));
     }
     trace::end(span, &sent);
