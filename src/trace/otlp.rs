@@ -1,13 +1,14 @@
 //! OTLP/HTTP export (protobuf): finished spans encoded as an `ExportTraceServiceRequest`
 //! (opentelemetry-proto's `collector/trace/v1`) and POSTed to `<otlp_endpoint>/v1/traces`.
 //!
-//! The encoding is written straight from our span records with prost's wire-format
-//! primitives, as Envoy's and linkerd2-proxy's exporters do rather than going through an
-//! SDK: the SDK's exporter first copied every span into generated message structs (a string
-//! allocated per attribute key and value) and measured their nested lengths again at each
-//! level, about 25,000 instructions per request of three spans. Here each message is
-//! written once and its length put in front of it. `tests/tracing.rs` decodes what this
-//! writes with opentelemetry-proto's own types.
+//! The protobuf wire format is written straight from our span records (a key byte, varint
+//! lengths and integers, little-endian fixed64 times), as Envoy's and linkerd2-proxy's
+//! exporters do rather than going through an SDK: the SDK's exporter first copied every span
+//! into generated message structs (a string allocated per attribute key and value) and
+//! measured their nested lengths again at each level, about 25,000 instructions per request
+//! of three spans. Here each message is written once and its length put in front of it.
+//! The unit tests below and `tests/tracing.rs` read what this writes with
+//! opentelemetry-proto's generated types.
 
 use std::time::Duration;
 
@@ -15,7 +16,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
-use prost::encoding::{WireType, encode_key, encode_varint};
 use tokio::net::TcpStream;
 
 use super::{Kind, Record, Value};
@@ -86,9 +86,9 @@ enum Any<'a> {
 }
 
 /// `common.v1.KeyValue` { key = 1, value = 2 }.
-fn attribute(out: &mut Vec<u8>, tag: u32, key: &str, value: Any<'_>) {
+fn attribute(out: &mut Vec<u8>, tag: u8, name: &str, value: Any<'_>) {
     nested(out, tag, |kv| {
-        string(kv, 1, key);
+        string(kv, 1, name);
         nested(kv, 2, |any| match value {
             Any::Str(s) => string(any, 1, s),
             // int64 is a varint of the two's complement (ten bytes when negative).
@@ -97,36 +97,76 @@ fn attribute(out: &mut Vec<u8>, tag: u32, key: &str, value: Any<'_>) {
     });
 }
 
-/// A length-delimited field whose body `write` appends; its length goes in front of it
-/// once known (a move of the body: bytes, not a second encoding).
-fn nested(out: &mut Vec<u8>, tag: u32, write: impl FnOnce(&mut Vec<u8>)) {
-    encode_key(tag, WireType::LengthDelimited, out);
-    let start = out.len();
-    write(out);
-    let mut prefix = [0u8; 10];
-    let mut free = &mut prefix[..];
-    encode_varint((out.len() - start) as u64, &mut free);
-    let n = 10 - free.len();
-    out.splice(start..start, prefix[..n].iter().copied());
+/// Wire types (protobuf encoding): varint, 64-bit, length-delimited.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+
+/// A field's key; every field number here is below 16, so it is one byte.
+fn key(out: &mut Vec<u8>, tag: u8, wire: u8) {
+    debug_assert!(tag < 16);
+    out.push(tag << 3 | wire);
 }
 
-fn bytes(out: &mut Vec<u8>, tag: u32, b: &[u8]) {
-    encode_key(tag, WireType::LengthDelimited, out);
+/// `v` as a varint: seven bits a byte, low first, the high bit saying "more".
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let (mut b, mut n) = ([0u8; 10], 0);
+    while v >= 0x80 {
+        b[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    b[n] = v as u8;
+    (b, n + 1)
+}
+
+fn encode_varint(v: u64, out: &mut Vec<u8>) {
+    match v {
+        0..0x80 => out.push(v as u8),
+        _ => {
+            let (b, n) = varint_bytes(v);
+            out.extend_from_slice(&b[..n]);
+        }
+    }
+}
+
+/// A length-delimited field whose body `write` appends. One byte is kept for the length,
+/// enough below 128 bytes (attributes, statuses); a longer body (a span, the batch) moves
+/// up to make room for the rest.
+fn nested(out: &mut Vec<u8>, tag: u8, write: impl FnOnce(&mut Vec<u8>)) {
+    key(out, tag, LEN);
+    let at = out.len();
+    out.push(0);
+    write(out);
+    let len = out.len() - at - 1;
+    if len < 0x80 {
+        out[at] = len as u8;
+        return;
+    }
+    let (prefix, n) = varint_bytes(len as u64);
+    let end = out.len();
+    out.resize(end + n - 1, 0);
+    out.copy_within(at + 1..end, at + n);
+    out[at..at + n].copy_from_slice(&prefix[..n]);
+}
+
+fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+    key(out, tag, LEN);
     encode_varint(b.len() as u64, out);
     out.extend_from_slice(b);
 }
 
-fn string(out: &mut Vec<u8>, tag: u32, s: &str) {
+fn string(out: &mut Vec<u8>, tag: u8, s: &str) {
     bytes(out, tag, s.as_bytes());
 }
 
-fn varint(out: &mut Vec<u8>, tag: u32, v: u64) {
-    encode_key(tag, WireType::Varint, out);
+fn varint(out: &mut Vec<u8>, tag: u8, v: u64) {
+    key(out, tag, VARINT);
     encode_varint(v, out);
 }
 
-fn fixed64(out: &mut Vec<u8>, tag: u32, v: u64) {
-    encode_key(tag, WireType::SixtyFourBit, out);
+fn fixed64(out: &mut Vec<u8>, tag: u8, v: u64) {
+    key(out, tag, FIXED64);
     out.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -288,6 +328,26 @@ mod tests {
         assert_eq!(b.parent_span_id, [8; 8]);
         assert_eq!((b.name.as_str(), b.kind), ("scopegate.upstream", 3));
         assert!(b.status.is_none() && b.attributes.is_empty());
+    }
+
+    /// A batch long enough for a three-byte length (over 16 KiB): every span read back.
+    #[test]
+    fn a_long_batch_reads_back_whole() {
+        let spans: Vec<Record> = (0..200u8)
+            .map(|i| Record {
+                span: [i; 8],
+                ..record(
+                    vec![("url.path", Value::Str("/v1/bots/b".repeat(10).into()))],
+                    None,
+                )
+            })
+            .collect();
+        let body = encode("edge", &spans);
+        assert!(body.len() > 1 << 14, "{}", body.len());
+        let req = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let got = &req.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(got.len(), 200);
+        assert!(got.iter().zip(0..200u8).all(|(s, i)| s.span_id == [i; 8]));
     }
 
     #[test]
