@@ -18,7 +18,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::{Kind, Record, Value};
+use super::{Kind, Value};
 
 /// The OTLP span kind's number.
 fn kind(k: &Kind) -> u64 {
@@ -31,68 +31,77 @@ fn kind(k: &Kind) -> u64 {
     }
 }
 
-/// `ExportTraceServiceRequest` with one resource (`service.name`) and one scope.
-pub fn encode(service: &str, spans: &[Record]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + 320 * spans.len());
+/// `ExportTraceServiceRequest` with one resource (`service.name`) and one scope, around
+/// spans already encoded (`attribute`, `finish`).
+pub fn encode(service: &str, spans: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + spans.iter().map(|s| s.len() + 3).sum::<usize>());
     // ExportTraceServiceRequest.resource_spans
     nested(&mut out, 1, |rs| {
         // ResourceSpans.resource -> Resource.attributes
-        nested(rs, 1, |r| {
-            attribute(r, 1, "service.name", Any::Str(service))
-        });
+        nested(rs, 1, |r| kv(r, 1, "service.name", Value::Str(service)));
         // ResourceSpans.scope_spans
         nested(rs, 2, |ss| {
             // ScopeSpans.scope -> InstrumentationScope.name
             nested(ss, 1, |scope| string(scope, 1, "scopegate"));
             for s in spans {
-                nested(ss, 2, |out| span(out, s));
+                bytes(ss, 2, s);
             }
         });
     });
     out
 }
 
-/// `trace.v1.Span`.
-fn span(out: &mut Vec<u8>, s: &Record) {
-    bytes(out, 1, &s.trace);
-    bytes(out, 2, &s.span);
-    if s.parent != [0; 8] {
-        bytes(out, 4, &s.parent);
+/// What a span is besides its attributes.
+pub struct Fields<'a> {
+    pub trace: &'a [u8; 16],
+    pub span: &'a [u8; 8],
+    /// All zero for a root.
+    pub parent: &'a [u8; 8],
+    pub name: &'a str,
+    pub kind: &'a Kind,
+    /// Unix nanoseconds.
+    pub start: u64,
+    pub end: u64,
+    /// The refusal's code, on a span that failed (status ERROR).
+    pub error: Option<&'a str>,
+}
+
+/// Appends one of a `trace.v1.Span`'s attributes (field 9) to the span's bytes. Fields may
+/// come in any order, so a span's attributes are written as they are set.
+#[inline]
+pub fn attribute(span: &mut Vec<u8>, name: &str, value: Value<'_>) {
+    kv(span, 9, name, value);
+}
+
+/// Appends the rest of a `trace.v1.Span`: the span is then whole.
+pub fn finish(span: &mut Vec<u8>, f: &Fields<'_>) {
+    bytes(span, 1, f.trace);
+    bytes(span, 2, f.span);
+    if *f.parent != [0; 8] {
+        bytes(span, 4, f.parent);
     }
-    string(out, 5, s.name);
-    varint(out, 6, kind(&s.kind));
-    fixed64(out, 7, s.start);
-    fixed64(out, 8, s.end);
-    for (k, v) in &s.attributes {
-        let v = match v {
-            Value::Str(s) => Any::Str(s),
-            Value::Int(i) => Any::Int(*i),
-        };
-        attribute(out, 9, k, v);
-    }
-    if let Some(code) = s.error {
+    string(span, 5, f.name);
+    varint(span, 6, kind(f.kind));
+    fixed64(span, 7, f.start);
+    fixed64(span, 8, f.end);
+    if let Some(code) = f.error {
         // Status { message = 2, code = 3 (STATUS_CODE_ERROR = 2) }
-        nested(out, 15, |st| {
+        nested(span, 15, |st| {
             string(st, 2, code);
             varint(st, 3, 2);
         });
     }
 }
 
-/// An attribute's value as written: `common.v1.AnyValue`'s string (1) or int (3).
-enum Any<'a> {
-    Str(&'a str),
-    Int(i64),
-}
-
-/// `common.v1.KeyValue` { key = 1, value = 2 }.
-fn attribute(out: &mut Vec<u8>, tag: u8, name: &str, value: Any<'_>) {
+/// `common.v1.KeyValue` { key = 1, value = 2: AnyValue { string = 1 | int = 3 } }.
+#[inline]
+fn kv(out: &mut Vec<u8>, tag: u8, name: &str, value: Value<'_>) {
     nested(out, tag, |kv| {
         string(kv, 1, name);
         nested(kv, 2, |any| match value {
-            Any::Str(s) => string(any, 1, s),
+            Value::Str(s) => string(any, 1, s),
             // int64 is a varint of the two's complement (ten bytes when negative).
-            Any::Int(i) => varint(any, 3, i as u64),
+            Value::Int(i) => varint(any, 3, i as u64),
         });
     });
 }
@@ -103,12 +112,14 @@ const FIXED64: u8 = 1;
 const LEN: u8 = 2;
 
 /// A field's key; every field number here is below 16, so it is one byte.
+#[inline]
 fn key(out: &mut Vec<u8>, tag: u8, wire: u8) {
     debug_assert!(tag < 16);
     out.push(tag << 3 | wire);
 }
 
 /// `v` as a varint: seven bits a byte, low first, the high bit saying "more".
+#[inline]
 fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
     let (mut b, mut n) = ([0u8; 10], 0);
     while v >= 0x80 {
@@ -120,6 +131,7 @@ fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
     (b, n + 1)
 }
 
+#[inline]
 fn encode_varint(v: u64, out: &mut Vec<u8>) {
     match v {
         0..0x80 => out.push(v as u8),
@@ -133,6 +145,7 @@ fn encode_varint(v: u64, out: &mut Vec<u8>) {
 /// A length-delimited field whose body `write` appends. One byte is kept for the length,
 /// enough below 128 bytes (attributes, statuses); a longer body (a span, the batch) moves
 /// up to make room for the rest.
+#[inline]
 fn nested(out: &mut Vec<u8>, tag: u8, write: impl FnOnce(&mut Vec<u8>)) {
     key(out, tag, LEN);
     let at = out.len();
@@ -150,21 +163,25 @@ fn nested(out: &mut Vec<u8>, tag: u8, write: impl FnOnce(&mut Vec<u8>)) {
     out[at..at + n].copy_from_slice(&prefix[..n]);
 }
 
+#[inline]
 fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
     key(out, tag, LEN);
     encode_varint(b.len() as u64, out);
     out.extend_from_slice(b);
 }
 
+#[inline]
 fn string(out: &mut Vec<u8>, tag: u8, s: &str) {
     bytes(out, tag, s.as_bytes());
 }
 
+#[inline]
 fn varint(out: &mut Vec<u8>, tag: u8, v: u64) {
     key(out, tag, VARINT);
     encode_varint(v, out);
 }
 
+#[inline]
 fn fixed64(out: &mut Vec<u8>, tag: u8, v: u64) {
     key(out, tag, FIXED64);
     out.extend_from_slice(&v.to_le_bytes());
@@ -248,41 +265,51 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Proto;
     use prost::Message;
 
-    fn record(attributes: Vec<(&'static str, Value)>, error: Option<&'static str>) -> Record {
-        Record {
-            trace: [7; 16],
-            span: [8; 8],
-            parent: [0; 8],
-            name: "scopegate.request",
-            kind: Kind::Server,
-            start: 1_700_000_000_123_456_789,
-            end: 1_700_000_000_223_456_789,
-            attributes,
-            error,
+    fn span(attributes: &[(&str, Value<'_>)], f: &Fields<'_>) -> Vec<u8> {
+        let mut s = Vec::new();
+        for (k, v) in attributes {
+            attribute(&mut s, k, *v);
         }
+        finish(&mut s, f);
+        s
     }
 
-    /// What `encode` writes, read back by opentelemetry-proto's generated types, with a
-    /// body long enough (300 bytes) for two-byte lengths.
+    const ROOT: Fields<'static> = Fields {
+        trace: &[7; 16],
+        span: &[8; 8],
+        parent: &[0; 8],
+        name: "scopegate.request",
+        kind: &Kind::Server,
+        start: 1_700_000_000_123_456_789,
+        end: 1_700_000_000_223_456_789,
+        error: Some("upstream_unavailable"),
+    };
+
+    /// What `encode` writes, read back by opentelemetry-proto's generated types, with an
+    /// attribute long enough (300 bytes) for two-byte lengths.
     #[test]
     fn the_generated_types_read_back_what_is_written() {
         let long = "x".repeat(300);
         let spans = [
-            record(
-                vec![
-                    ("url.path", Value::Str(long.clone().into())),
+            span(
+                &[
+                    ("url.path", Value::Str(&long)),
                     ("http.response.status_code", Value::Int(503)),
                     ("negative", Value::Int(-2)),
                 ],
-                Some("upstream_unavailable"),
+                &ROOT,
             ),
-            Record {
-                parent: [8; 8],
-                span: [9; 8],
-                name: "scopegate.upstream",
-                kind: Kind::Client,
-                ..record(vec![], None)
-            },
+            span(
+                &[],
+                &Fields {
+                    span: &[9; 8],
+                    parent: &[8; 8],
+                    name: "scopegate.upstream",
+                    kind: &Kind::Client,
+                    error: None,
+                    ..ROOT
+                },
+            ),
         ];
         let req = ExportTraceServiceRequest::decode(&encode("edge", &spans)[..]).unwrap();
         assert_eq!(req.resource_spans.len(), 1);
@@ -333,12 +360,15 @@ mod tests {
     /// A batch long enough for a three-byte length (over 16 KiB): every span read back.
     #[test]
     fn a_long_batch_reads_back_whole() {
-        let spans: Vec<Record> = (0..200u8)
-            .map(|i| Record {
-                span: [i; 8],
-                ..record(
-                    vec![("url.path", Value::Str("/v1/bots/b".repeat(10).into()))],
-                    None,
+        let path = "/v1/bots/b".repeat(10);
+        let spans: Vec<Vec<u8>> = (0..200u8)
+            .map(|i| {
+                span(
+                    &[("url.path", Value::Str(&path))],
+                    &Fields {
+                        span: &[i; 8],
+                        ..ROOT
+                    },
                 )
             })
             .collect();
