@@ -140,7 +140,7 @@ impl<'a> Pending<'a, '_> {
             shadow: t.seen.shadowed.is_some(),
             listener: (self.listener == Listener::Authz).then_some("authz"),
         });
-        if let Some(span) = &t.seen.span {
+        if let Some(span) = t.seen.span.as_ref().filter(|s| s.is_sampled()) {
             span.end_request(&Ended {
                 route: t.seen.route,
                 method: &self.method,
