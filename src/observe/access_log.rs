@@ -46,6 +46,7 @@ macro_rules! key {
         concat!(",\"", $name, "\":")
     };
 }
+
 impl Record<'_> {
     /// Appends the record as one JSON object (no newline) to `out`, stamped `now`.
     pub fn write_json(&self, now: SystemTime, out: &mut Vec<u8>) {
