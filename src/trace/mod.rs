@@ -452,6 +452,32 @@ mod tests {
         assert!(std::mem::size_of::<Option<Span>>() <= 4 * std::mem::size_of::<usize>());
     }
 
+    /// The export queue is bounded: past `MAX_QUEUE` spans, new ones are dropped and
+    /// counted, and a batch is taken a batch at a time, oldest first.
+    #[test]
+    fn a_full_queue_drops_and_counts_what_it_cannot_hold() {
+        let sink = Sink {
+            queue: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+            ids: RandomIdGenerator::default(),
+        };
+        for i in 0..MAX_QUEUE + 5 {
+            sink.push(i.to_le_bytes().to_vec());
+        }
+        assert_eq!(sink.queue.lock().unwrap().len(), MAX_QUEUE);
+        assert_eq!(sink.dropped.load(Ordering::Relaxed), 5);
+        let first = sink.take_batch();
+        assert_eq!(first.len(), BATCH);
+        assert_eq!(first[0], 0usize.to_le_bytes());
+        let rest: usize = std::iter::from_fn(|| Some(sink.take_batch()))
+            .take_while(|b| !b.is_empty())
+            .map(|b| b.len())
+            .sum();
+        assert_eq!(rest, MAX_QUEUE - BATCH);
+    }
+
     /// The upstream's `traceparent` for an unsampled span: W3C's layout, lowercase hex.
     #[test]
     fn an_unsampled_span_names_itself_as_the_parent() {
