@@ -70,7 +70,7 @@ impl Handler for Authz {
             request_id,
         );
         if let Some(tracer) = &state.tracer {
-            pending.trace.seen.span = Some(tracer.request(req.headers()));
+            pending.trace.seen.span = tracer.request(req.headers());
         }
         let decided = match original {
             Ok((method, target)) => {

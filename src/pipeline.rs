@@ -103,7 +103,7 @@ pub async fn handle(state: &State, conn: Conn, req: Request<Incoming>) -> Respon
         headers::request_id(req.headers()),
     );
     if let Some(tracer) = &state.tracer {
-        pending.trace.seen.span = Some(tracer.request(req.headers()));
+        pending.trace.seen.span = tracer.request(req.headers());
     }
     // An HTTP/1 body the refusal below may leave unread.
     let unread_on_refusal =

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -397,13 +397,17 @@ async fn refusals_carry_their_code_and_a_verification_failure_is_marked() {
 async fn sampling_is_parent_based_with_the_ratio_for_new_traces() {
     let collector = Collector::start().await;
     let (_up, mut p) = proxy(&collector.url(), "0").await;
-    // No parent at ratio 0: nothing exported, yet the upstream gets scopegate's span as
-    // the (unsampled) parent of a new trace.
+    // No parent at ratio 0: scopegate starts no trace; as with tracing off, nothing is
+    // exported and the upstream gets no traceparent, and a broken one passes as it came.
     for _ in 0..20 {
         let e = get(&p.url("/public/a"), &[]).await.echo();
-        let tp = e.header("traceparent").unwrap();
-        assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+        assert_eq!(e.header("traceparent"), None);
     }
+    let broken = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+    let e = get(&p.url("/public/a"), &[("traceparent", broken)])
+        .await
+        .echo();
+    assert_eq!(e.header("traceparent"), Some(broken.to_owned()));
     // An unsampled parent stays unsampled: its trace id goes on, nothing is exported.
     let unsampled = traceparent(CLIENT_TRACE, CLIENT_SPAN, "00");
     let e = get(&p.url("/public/b"), &[("traceparent", &unsampled)])
@@ -428,6 +432,25 @@ async fn sampling_is_parent_based_with_the_ratio_for_new_traces() {
     let request = &kept["scopegate.request"];
     assert_eq!(attributes(request)["url.path"], "/public/c");
     assert_eq!(kept["scopegate.upstream"].parent_span_id, request.span_id);
+}
+
+/// A new trace the ratio drops is still one: the upstream gets scopegate's span as the
+/// unsampled parent, so the services behind it follow the decision (as the OpenTelemetry
+/// SDK and Envoy pass theirs on).
+#[tokio::test]
+async fn a_new_trace_the_ratio_drops_passes_its_decision_upstream() {
+    let collector = Collector::start().await;
+    let (_up, mut p) = proxy(&collector.url(), "0.000000001").await;
+    let mut traces = BTreeSet::new();
+    for _ in 0..20 {
+        let e = get(&p.url("/public/a"), &[]).await.echo();
+        let tp = e.header("traceparent").unwrap();
+        assert!(tp.starts_with("00-") && tp.ends_with("-00"), "{tp}");
+        traces.insert(tp[3..35].to_owned());
+    }
+    assert_eq!(traces.len(), 20, "each request starts a trace of its own");
+    p.shutdown().await;
+    assert!(collector.spans().is_empty());
 }
 
 #[tokio::test]

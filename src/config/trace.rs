@@ -25,7 +25,8 @@ pub(super) struct RawTracing {
 pub struct TracingConfig {
     /// `http://host:port[/base]`, without a trailing slash.
     pub otlp_endpoint: String,
-    /// For traces the client did not sample either way (parent-based).
+    /// For requests without a trace of their client's (parent-based); at 0 scopegate starts
+    /// no trace and joins only those clients start.
     pub sample_ratio: f64,
     pub service_name: String,
 }

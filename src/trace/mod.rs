@@ -4,7 +4,10 @@
 //!
 //! Off by default. The request path holds an `Option<Span>`: with tracing off it is `None`
 //! and every hook here is one branch on it — no span object, no allocation. On, a request
-//! the sampler drops carries two ids, for the upstream's `traceparent`, and nothing else.
+//! the sampler drops carries two ids, for the upstream's `traceparent`, and nothing else;
+//! at `sample_ratio: 0` scopegate starts no trace of its own, so a request without a
+//! `traceparent` is handled as with tracing off, and only the traces clients start are
+//! joined (linkerd2-proxy's model).
 //!
 //! The OpenTelemetry crates give the trace-context propagation, the ids and the ratio
 //! sampler; a span is our own, as Envoy's and linkerd2-proxy's tracers keep theirs, and is
@@ -25,7 +28,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -55,8 +57,9 @@ const REQUEST: &str = "scopegate.request";
 pub struct Tracer {
     sink: Arc<Sink>,
     /// Decides for new traces, by `sample_ratio` (the SDK's ratio sampler); a parent's
-    /// decision is followed as it came.
-    roots: Sampler,
+    /// decision is followed as it came. `None` at `sample_ratio: 0`: scopegate then starts
+    /// no trace, and a request without a `traceparent` is handled as with tracing off.
+    roots: Option<Sampler>,
     exporter: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -112,7 +115,8 @@ impl Tracer {
         let exporter = tokio::spawn(export(sink.clone(), target, config.service_name.clone()));
         Ok(Tracer {
             sink,
-            roots: Sampler::TraceIdRatioBased(config.sample_ratio),
+            roots: (config.sample_ratio > 0.0)
+                .then_some(Sampler::TraceIdRatioBased(config.sample_ratio)),
             exporter: Mutex::new(Some(exporter)),
         })
     }
@@ -120,36 +124,39 @@ impl Tracer {
     /// The request's span, the child of the client's `traceparent` when it sent a valid
     /// one. Parent-based: a sampled parent's child is sampled, an unsampled one's is not,
     /// and a new trace is kept at `sample_ratio`. An unsampled span is two ids and nothing
-    /// else.
-    pub fn request(&self, headers: &HeaderMap) -> Span {
-        let parent = match headers.contains_key(TRACEPARENT) {
-            true => TraceContextPropagator::new().extract(&Headers(headers)),
-            false => Context::new(),
+    /// else. `None` for a new trace at `sample_ratio: 0`: no ids, no span, no `traceparent`
+    /// upstream, as with tracing off (the client's header, if any, passes as it came).
+    pub fn request(&self, headers: &HeaderMap) -> Option<Span> {
+        let incoming = match headers.contains_key(TRACEPARENT) {
+            true => {
+                let cx = TraceContextPropagator::new().extract(&Headers(headers));
+                let sc = cx.span().span_context().clone();
+                sc.is_valid().then_some(sc)
+            }
+            false => None,
         };
-        let sc = parent.span().span_context().clone();
-        let (trace, parent, sampled) = match sc.is_valid() {
-            true => (sc.trace_id(), sc.span_id(), sc.is_sampled()),
-            false => {
+        let (trace, parent, sampled) = match incoming {
+            Some(sc) => (sc.trace_id(), sc.span_id(), sc.is_sampled()),
+            None => {
+                let roots = self.roots.as_ref()?;
                 let trace = self.sink.ids.new_trace_id();
-                let root = self
-                    .roots
-                    .should_sample(None, trace, REQUEST, &Kind::Server, &[], &[]);
+                let root = roots.should_sample(None, trace, REQUEST, &Kind::Server, &[], &[]);
                 let kept = root.decision == SamplingDecision::RecordAndSample;
                 (trace, SpanId::INVALID, kept)
             }
         };
         let span = self.sink.ids.new_span_id();
         if !sampled {
-            return Span::unsampled(trace, span);
+            return Some(Span::unsampled(trace, span));
         }
-        Span::sampled(
+        Some(Span::sampled(
             &self.sink,
             trace.to_bytes(),
             span,
             parent.to_bytes(),
             REQUEST,
             Kind::Server,
-        )
+        ))
     }
 
     /// Sends what is queued and stops the export task, within twice an export's bound.
@@ -346,9 +353,15 @@ impl Span {
         // "00-" trace "-" span "-" flags, in lowercase hex.
         let mut value = [b'-'; 55];
         value[..2].copy_from_slice(b"00");
-        hex(&trace, &mut value[3..35]);
-        hex(&span, &mut value[36..52]);
-        hex(&[flags], &mut value[53..55]);
+        let digits = [
+            (&trace[..], 3..35),
+            (&span[..], 36..52),
+            (&[flags][..], 53..55),
+        ];
+        for (bytes, at) in digits {
+            // The lengths match: each slot holds two digits a byte.
+            let _ = hex::encode_to_slice(bytes, &mut value[at]);
+        }
         if let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(TRACEPARENT, v);
         }
@@ -407,23 +420,6 @@ impl Span {
                 s.finish(b, Some(e.code()));
             }
         }
-    }
-}
-
-/// Lowercase hex of `bytes` into `out` (twice as long), a byte's two digits at a time.
-fn hex(bytes: &[u8], out: &mut [u8]) {
-    const PAIRS: [[u8; 2]; 256] = {
-        let digits = b"0123456789abcdef";
-        let mut t = [[0; 2]; 256];
-        let mut i = 0;
-        while i < 256 {
-            t[i] = [digits[i >> 4], digits[i & 0xf]];
-            i += 1;
-        }
-        t
-    };
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
 }
 
