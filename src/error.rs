@@ -267,9 +267,6 @@ impl From<crate::jwks::Miss> for Error {
             crate::jwks::Miss::NoKey => {
                 Error::InvalidToken("no JWKS key for the token's kid and alg")
             }
-            crate::jwks::Miss::Offline => {
-                Error::KeysUnavailable("JWKS keys are not fetched offline".into())
-            }
             crate::jwks::Miss::Unavailable(why) => Error::KeysUnavailable(why),
         }
     }

@@ -1,7 +1,8 @@
 //! What the proxy would decide for one request, and why, offline (SPEC §2 `explain` and
 //! `test`): the proxy's own `decide`, with its check trace recorded, and no listener, no
 //! upstream and no shared store. A single-use `jti` is checked against an empty store of
-//! this process only, so nothing a real replica remembers is consumed.
+//! this process only, so nothing a real replica remembers is consumed. A JWKS app's keys
+//! are fetched when a token needs them, by the proxy's code (`jwks::Source::on_demand`).
 
 use std::collections::BTreeMap;
 

@@ -755,10 +755,18 @@ async fn no_algorithm_confusion_through_a_jwks() {
     assert_eq!(status(&p, &conf).await, (401, "invalid_token".into()));
 }
 
-#[tokio::test]
-async fn check_validates_without_fetching_and_explain_does_not_hang() {
+/// `check` decides no request and never fetches; `explain` and `test` fetch an app's JWKS
+/// when a token needs it, as the proxy does (over TLS here), and a fetch that fails is the
+/// proxy's 503 `keys_unavailable`, naming the URL. Multi-threaded: the commands block this
+/// thread while the JWKS server answers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_never_fetches_and_explain_and_test_fetch_as_the_proxy_does() {
     let keys = vec![jwk("app-rsa.pub.pem", Some("rsa-1"), json!({}))];
-    let server = JwksServer::start(false, Reply::jwks(&keys)).await;
+    let server = JwksServer::start(true, Reply::jwks(&keys)).await;
+    // A port nothing listens on: the JWKS of `down-app` cannot be fetched.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down_url = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+    drop(closed);
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_scopegate");
     let write = |name: &str, text: &str| {
@@ -766,15 +774,12 @@ async fn check_validates_without_fetching_and_explain_does_not_hang() {
         std::fs::write(&f, text).unwrap();
         f
     };
+    let ca = tls_fixture("ca.crt.pem");
     let good = write(
         "good.yaml",
         &policy(&[
-            ("idp-client", &server.url(), None),
-            (
-                "tls-app",
-                "https://idp.example/jwks.json",
-                Some(&tls_fixture("ca.crt.pem")),
-            ),
+            ("idp-client", &server.url(), Some(&ca)),
+            ("down-app", &down_url, None),
         ]),
     );
     let out = std::process::Command::new(bin)
@@ -787,29 +792,76 @@ async fn check_validates_without_fetching_and_explain_does_not_hang() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let t = token(
-        "RS256",
-        "app-rsa.key.pem",
-        Some("rsa-1"),
-        idp_claims(json!({})),
-    )
+    assert_eq!(server.hits(), 0, "check never fetches");
+
+    let t = tokens(vec![
+        (
+            "RS256",
+            "app-rsa.key.pem",
+            Some("rsa-1"),
+            idp_claims(json!({})),
+        ),
+        (
+            "RS256",
+            "app-rsa.key.pem",
+            Some("rsa-1"),
+            idp_claims(json!({ "azp": "down-app" })),
+        ),
+    ])
     .await;
+    let explain = |token: &str| {
+        let out = std::process::Command::new(bin)
+            .args(["explain", "--format", "json", "--method", "GET"])
+            .args(["--path", "/r", "--policy"])
+            .arg(&good)
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), v)
+    };
+    let (code, v) = explain(&t[0]);
+    assert_eq!(
+        (code, &v["status"], &v["code"]),
+        (Some(0), &json!(200), &json!("ok")),
+        "{v}"
+    );
+    assert_eq!(v["principal"], json!({ "kind": "jwt", "id": "idp-client" }));
+    assert_eq!(server.hits(), 1, "explain fetched the JWKS once");
     let started = std::time::Instant::now();
+    let (code, v) = explain(&t[1]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        (&v["status"], &v["code"]),
+        (&json!(503), &json!("keys_unavailable"))
+    );
+    assert!(v.to_string().contains(&down_url), "{v}");
+
+    // `test`: the same two requests as cases, the tokens from the environment.
+    let cases = write(
+        "cases.yaml",
+        r#"- name: an IdP app's token, its keys fetched
+  request: { method: GET, path: /r, headers: { Authorization: "Bearer {{env UP}}" } }
+  expect: { status: 200 }
+- name: an IdP that cannot be reached
+  request: { method: GET, path: /r, headers: { Authorization: "Bearer {{env DOWN}}" } }
+  expect: { status: 503, code: keys_unavailable }
+"#,
+    );
     let out = std::process::Command::new(bin)
-        .args([
-            "explain", "--format", "json", "--method", "GET", "--path", "/r", "--policy",
-        ])
+        .args(["test", "--policy"])
         .arg(&good)
-        .args(["-H", &format!("Authorization: Bearer {t}")])
+        .arg(&cases)
+        .env("UP", &t[0])
+        .env("DOWN", &t[1])
         .output()
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5));
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    assert_eq!(v["status"], 503, "{v}");
-    assert_eq!(v["code"], "keys_unavailable");
-    assert!(v.to_string().contains("not fetched offline"), "{v}");
-    assert_eq!(server.hits(), 0, "check and explain never fetch");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("2 passed, 0 failed"), "{stdout}");
+    assert_eq!(server.hits(), 2, "test fetched it too");
 
     let bad = write(
         "bad.yaml",

@@ -13,7 +13,10 @@
 //! keeps the last good keys; with none, the app's tokens get 503 `keys_unavailable`.
 //!
 //! `scopegate check`, `explain` and `test` compile policies without a registry: their
-//! sources are offline and never fetch, so nothing offline waits on the network.
+//! sources have no background task and fetch only when a token needs their keys, through
+//! the same `refetch` as the proxy's. So `explain` and `test` see the keys (or the failed
+//! fetch, as `keys_unavailable`) the proxy would, and `check`, which decides no request,
+//! never fetches.
 
 pub mod fetch;
 pub mod set;
@@ -90,16 +93,12 @@ struct Status {
 pub enum Miss {
     /// The keys are there; none fits the token's `kid` and `alg`.
     NoKey,
-    /// `explain` and `test` never fetch.
-    Offline,
     /// No keys at all: the last fetch failed (what it said), or none was made yet.
     Unavailable(String),
 }
 
 pub struct Source {
     endpoint: Endpoint,
-    /// False for the sources of offline commands: they never fetch.
-    online: bool,
     timing: Timing,
     keys: ArcSwapOption<Keys>,
     status: Mutex<Status>,
@@ -119,15 +118,9 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    fn new(
-        endpoint: Endpoint,
-        online: bool,
-        timing: Timing,
-        metrics: Option<JwksMetrics>,
-    ) -> Source {
+    fn new(endpoint: Endpoint, timing: Timing, metrics: Option<JwksMetrics>) -> Source {
         Source {
             endpoint,
-            online,
             timing,
             keys: ArcSwapOption::empty(),
             status: Mutex::new(Status::default()),
@@ -138,9 +131,10 @@ impl Source {
         }
     }
 
-    /// A source that never fetches (`check`, `explain`, `test`).
-    pub fn offline(endpoint: Endpoint) -> Arc<Source> {
-        Arc::new(Source::new(endpoint, false, TIMING, None))
+    /// A source of the offline commands (`check`, `explain`, `test`): no background refresh
+    /// and no metrics; it fetches when a token first needs its keys (`refetch`).
+    pub fn on_demand(endpoint: Endpoint) -> Arc<Source> {
+        Arc::new(Source::new(endpoint, TIMING, None))
     }
 
     pub fn url(&self) -> &str {
@@ -167,9 +161,6 @@ impl Source {
     /// For a token the keys in force cannot check: one fetch, unless one ran within the
     /// cooldown; a fetch already under way is waited for, never doubled.
     pub async fn refetch(&self) {
-        if !self.online {
-            return;
-        }
         let seen = self.fetches.load(Ordering::SeqCst);
         if self.cooling() && self.flight.try_lock().is_ok() {
             return;
@@ -185,9 +176,6 @@ impl Source {
     pub fn miss(&self) -> Miss {
         if self.keys().is_some() {
             return Miss::NoKey;
-        }
-        if !self.online {
-            return Miss::Offline;
         }
         let why = self
             .status()
@@ -360,7 +348,6 @@ impl Registry {
             None => {
                 let s = Arc::new(Source::new(
                     endpoint,
-                    true,
                     self.timing,
                     Some(self.metrics.clone()),
                 ));

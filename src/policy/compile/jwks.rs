@@ -1,6 +1,6 @@
 //! An app's `jwks_url` and `jwks_ca_file` (SPEC §3.2.1): the URL's form and the trust
-//! anchor are checked here, at load; the keys are fetched by the running proxy only
-//! (`jwks`), never by `check`.
+//! anchor are checked here, at load; the keys are fetched by `jwks`: the running proxy's
+//! sources in the background, the offline commands' when a token first needs them.
 
 use super::*;
 use crate::jwks::{Endpoint, Source};
@@ -27,7 +27,7 @@ impl Compiler<'_> {
         };
         Some(match &self.ctx.jwks {
             Some(registry) => registry.source(endpoint, ca_pem.as_deref(), client_id),
-            None => Source::offline(endpoint),
+            None => Source::on_demand(endpoint),
         })
     }
 }

@@ -46,7 +46,7 @@ pub struct Context {
     /// checking a policy alone.
     pub test_environment: Option<bool>,
     /// The running proxy's JWKS sources; `None` offline (`check`, `explain`, `test`), where
-    /// JWKS apps get sources that never fetch.
+    /// JWKS apps get sources that fetch only when a token needs their keys.
     pub jwks: Option<Arc<crate::jwks::Registry>>,
 }
 

@@ -307,7 +307,7 @@ fn app_id_claims_default_and_validation() {
 }
 
 #[test]
-fn a_jwks_app_compiles_offline_to_a_source_that_never_fetches() {
+fn a_jwks_app_compiles_offline_to_a_source_that_fetches_only_when_asked() {
     let p = compile(
         "version: 1\napps:\n  - { client_id: a, algorithms: [RS256, ES256], jwks_url: \"http://127.0.0.1:9/jwks\", issuer: \"https://idp/\" }\n",
     )
@@ -318,7 +318,7 @@ fn a_jwks_app_compiles_offline_to_a_source_that_never_fetches() {
     assert!(source.keys().is_none());
     assert_eq!(
         crate::error::Error::from(source.miss()).to_string(),
-        "signing keys unavailable: JWKS keys are not fetched offline"
+        "signing keys unavailable: http://127.0.0.1:9/jwks: no JWKS fetched yet"
     );
     let e = compile(
         "version: 1\napps:\n  - { client_id: a, algorithms: [RS256], jwks_ca_file: ca.pem }\n",
