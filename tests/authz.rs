@@ -127,6 +127,14 @@ fn table() -> Vec<Case> {
             "token_expired",
         )
         .with("auth", token("app-hs", json!({ "exp": now - 100 }))),
+        case(
+            "token not yet valid",
+            "GET",
+            "/v1/bots/bot-1",
+            401,
+            "token_not_yet_valid",
+        )
+        .with("auth", token("app-hs", json!({ "nbf": now + 3600 }))),
         case("jti required", "GET", "/v1/bots/x", 401, "jti_required").with(
             "auth",
             token("app-strict", json!({ "aud": "https://api.example" })),
@@ -150,6 +158,15 @@ fn table() -> Vec<Case> {
             401,
             "missing_credentials",
         )
+        .body(hook),
+        case(
+            "webhook signed by someone else",
+            "POST",
+            "/hooks/slack",
+            401,
+            "invalid_signature",
+        )
+        .with("x-signature", format!("t={now},v1={}", "0".repeat(64)))
         .body(hook),
         case(
             "stale webhook",
