@@ -251,7 +251,9 @@ impl Decider {
             seen.record("verify", &verified, |p| {
                 let id = p.id().and_then(|v| v.to_str().ok()).unwrap_or("-");
                 let once = match &p.identity {
-                    Identity::Jwt { app } if app.single_use_jti => ", its single-use jti recorded",
+                    Identity::Jwt { app } if app.single_use_jti => {
+                        ", its single-use jti would be consumed"
+                    }
                     _ => "",
                 };
                 format!("{} {id}{once}", p.kind())

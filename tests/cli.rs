@@ -774,6 +774,30 @@ fn explain_prints_the_decision_and_its_checks() {
     );
     let (code, _, err) = scopegate(&["explain", "--policy", p, "--path", "/x", "-H", "no colon"]);
     assert_eq!(code, 2, "{err}");
+
+    // A single-use jti: the trace says the proxy would consume it; explain consumes nothing
+    // anyone else sees, so the same token is explained twice alike.
+    let strict = policy::token(
+        "app-strict",
+        serde_json::json!({ "aud": "https://api.example", "jti": "once-1" }),
+    );
+    let auth = format!("auth: {strict}");
+    for _ in 0..2 {
+        let (code, out, _) = scopegate(&[
+            "explain",
+            "--policy",
+            p,
+            "--path",
+            "/v1/bots/bot-1",
+            "-H",
+            &auth,
+        ]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("verify     pass  jwt app-strict, its single-use jti would be consumed"),
+            "{out}"
+        );
+    }
 }
 
 #[test]
