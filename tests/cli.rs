@@ -706,15 +706,18 @@ fn explain_prints_the_decision_and_its_checks() {
     std::fs::write(&file, policy::standard()).unwrap();
     let p = file.to_str().unwrap();
     let key = format!("Authorization: Bearer {KEY_READ}");
-    let (code, out, _) = scopegate(&[
-        "explain",
-        "--policy",
-        p,
-        "--path",
-        "/v1/bots/bot-1",
-        "-H",
-        &key,
-    ]);
+    let explain = |header: &str| {
+        scopegate(&[
+            "explain",
+            "--policy",
+            p,
+            "--path",
+            "/v1/bots/bot-1",
+            "-H",
+            header,
+        ])
+    };
+    let (code, out, _) = explain(&key);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.starts_with("route: bot-read\nprincipal: api_key key-read\n"),
@@ -783,15 +786,7 @@ fn explain_prints_the_decision_and_its_checks() {
     );
     let auth = format!("auth: {strict}");
     for _ in 0..2 {
-        let (code, out, _) = scopegate(&[
-            "explain",
-            "--policy",
-            p,
-            "--path",
-            "/v1/bots/bot-1",
-            "-H",
-            &auth,
-        ]);
+        let (code, out, _) = explain(&auth);
         assert_eq!(code, 0, "{out}");
         assert!(
             out.contains("verify     pass  jwt app-strict, its single-use jti would be consumed"),
