@@ -181,6 +181,9 @@ async fn proxy(collector: &str, ratio: &str) -> (Upstream, Proxy) {
     (up, p)
 }
 
+/// A `traceparent` of the right form with an all-zero (invalid) trace id.
+const BROKEN: &str = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+
 fn traceparent(trace: &str, span: &str, flags: &str) -> String {
     format!("00-{trace}-{span}-{flags}")
 }
@@ -403,11 +406,10 @@ async fn sampling_is_parent_based_with_the_ratio_for_new_traces() {
         let e = get(&p.url("/public/a"), &[]).await.echo();
         assert_eq!(e.header("traceparent"), None);
     }
-    let broken = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
-    let e = get(&p.url("/public/a"), &[("traceparent", broken)])
+    let e = get(&p.url("/public/a"), &[("traceparent", BROKEN)])
         .await
         .echo();
-    assert_eq!(e.header("traceparent"), Some(broken.to_owned()));
+    assert_eq!(e.header("traceparent"), Some(BROKEN.to_owned()));
     // An unsampled parent stays unsampled: its trace id goes on, nothing is exported.
     let unsampled = traceparent(CLIENT_TRACE, CLIENT_SPAN, "00");
     let e = get(&p.url("/public/b"), &[("traceparent", &unsampled)])
@@ -457,12 +459,11 @@ async fn a_new_trace_the_ratio_drops_passes_its_decision_upstream() {
 async fn an_invalid_traceparent_starts_a_new_trace() {
     let collector = Collector::start().await;
     let (_up, mut p) = proxy(&collector.url(), "1").await;
-    let broken = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
-    let e = get(&p.url("/public/a"), &[("traceparent", broken)])
+    let e = get(&p.url("/public/a"), &[("traceparent", BROKEN)])
         .await
         .echo();
     let tp = e.header("traceparent").unwrap();
-    assert_ne!(tp, broken);
+    assert_ne!(tp, BROKEN);
     p.shutdown().await;
     let spans = collector.spans();
     let (_, request) = spans

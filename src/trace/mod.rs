@@ -346,22 +346,16 @@ impl Span {
     /// `traceparent` for the upstream: the client's trace, with this span as the parent
     /// (W3C Trace Context). The client's `tracestate` passes through as it came.
     pub fn write_traceparent(&self, headers: &mut HeaderMap) {
-        let (trace, span, flags) = match &self.0 {
-            Inner::Sampled(s) => (s.trace, s.span, 1),
-            Inner::Unsampled { trace, span } => (*trace, *span, 0),
+        let (trace, span, sampled) = match &self.0 {
+            Inner::Sampled(s) => (s.trace, s.span, b'1'),
+            Inner::Unsampled { trace, span } => (*trace, *span, b'0'),
         };
-        // "00-" trace "-" span "-" flags, in lowercase hex.
-        let mut value = [b'-'; 55];
-        value[..2].copy_from_slice(b"00");
-        let digits = [
-            (&trace[..], 3..35),
-            (&span[..], 36..52),
-            (&[flags][..], 53..55),
-        ];
-        for (bytes, at) in digits {
-            // The lengths match: each slot holds two digits a byte.
-            let _ = hex::encode_to_slice(bytes, &mut value[at]);
-        }
+        // "00-" trace "-" span "-" flags, in lowercase hex. Each slot is exactly twice its
+        // id's length, so `encode_to_slice` cannot fail.
+        let mut value: [u8; 55] = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let _ = hex::encode_to_slice(trace, &mut value[3..35]);
+        let _ = hex::encode_to_slice(span, &mut value[36..52]);
+        value[54] = sampled;
         if let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(TRACEPARENT, v);
         }
